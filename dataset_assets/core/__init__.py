@@ -1,0 +1,1 @@
+"""Pure domain logic: records, normalization, dedup, splits, shards, manifest. No I/O clients."""

@@ -1,0 +1,79 @@
+"""Hash while writing: sha256 of the whole file plus the S3 ETag the upload will produce.
+
+The ETag of an S3 object is the MD5 of its bytes for a single-part upload and
+``md5(concat(md5(part_i)))-N`` for a multipart one. The publisher uploads with
+``multipart_threshold == part_size``, so one pass over the bytes gives every piece of evidence the
+verifier compares against (DESIGN §5): size, sha256 and the expected ETag.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+DEFAULT_PART_SIZE = 16 * 1024 * 1024
+_READ_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Size, sha256 and expected ETag of a byte sequence."""
+
+    size: int
+    sha256: str
+    etag: str
+    part_size: int
+
+
+@dataclass
+class StreamHasher:
+    """Incremental sha256 + per-part MD5 for a fixed part size."""
+
+    part_size: int = DEFAULT_PART_SIZE
+    _sha: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    _part: "hashlib._Hash" = field(default_factory=hashlib.md5)
+    _part_fill: int = 0
+    _part_digests: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._sha.update(data)
+        self.size += len(data)
+        view = memoryview(data)
+        while view:
+            room = self.part_size - self._part_fill
+            chunk = view[:room]
+            self._part.update(chunk)
+            self._part_fill += len(chunk)
+            view = view[len(chunk) :]
+            if self._part_fill == self.part_size:
+                self._part_digests.append(self._part.digest())
+                self._part = hashlib.md5()
+                self._part_fill = 0
+
+    def digest(self) -> Digest:
+        parts = list(self._part_digests)
+        if self._part_fill or not parts:
+            parts.append(self._part.digest())
+        if len(parts) == 1:
+            etag = parts[0].hex()
+        else:
+            etag = f"{hashlib.md5(b''.join(parts)).hexdigest()}-{len(parts)}"
+        return Digest(size=self.size, sha256=self._sha.hexdigest(), etag=etag, part_size=self.part_size)
+
+
+def digest_file(path: Path, part_size: int = DEFAULT_PART_SIZE) -> Digest:
+    """Hash an existing file in one sequential read."""
+    hasher = StreamHasher(part_size=part_size)
+    with path.open("rb") as fh:
+        while chunk := fh.read(_READ_SIZE):
+            hasher.update(chunk)
+    return hasher.digest()
+
+
+def digest_stream(stream: BinaryIO, part_size: int = DEFAULT_PART_SIZE) -> Digest:
+    """Hash a readable binary stream to its end."""
+    hasher = StreamHasher(part_size=part_size)
+    while chunk := stream.read(_READ_SIZE):
+        hasher.update(chunk)
+    return hasher.digest()

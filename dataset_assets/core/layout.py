@@ -1,0 +1,57 @@
+"""Canonical object keys and file names (DESIGN §5). Every key comes from here."""
+
+from pathlib import PurePosixPath
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+EXPORT_NAME = "final_training_dataset.jsonl"
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+def shard_id(split: str, index: int, sha256: str) -> str:
+    """Content-derived shard name: ``{split}-{index:05d}-{sha256[:12]}``."""
+    return f"{split}-{index:05d}-{sha256[:12]}"
+
+
+def shard_key(prefix: str, split: str, sid: str) -> str:
+    return _join(prefix, split, f"{sid}.jsonl")
+
+
+def export_key(prefix: str) -> str:
+    return _join(prefix, "compiled", EXPORT_NAME)
+
+
+def build_manifest_key(prefix: str, build_id: str) -> str:
+    return _join(prefix, "manifests", f"{build_id}.json")
+
+
+def latest_manifest_key(prefix: str) -> str:
+    return _join(prefix, "manifest.json")
+
+
+def build_sidecar_key(prefix: str, build_id: str, name: str) -> str:
+    """Per-build files published next to the manifest (quarantine, journal, provenance)."""
+    return _join(prefix, "builds", build_id, name)
+
+
+def migrated_key(prefix: str, relative_path: str) -> str:
+    rel = PurePosixPath(relative_path)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ValueError(f"relative path must stay inside the data root, got {relative_path!r}")
+    return _join(prefix, rel.as_posix())
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key`` into (bucket, key); raises ValueError naming the bad URI."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"expected an s3://bucket/key URI, got {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"s3 URI has no bucket: {uri!r}")
+    return bucket, key

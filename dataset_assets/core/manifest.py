@@ -1,0 +1,101 @@
+"""The manifest: a build's commit record, written last; the only thing readers trust (DESIGN §5).
+
+The manifest is deterministic for identical inputs: ``build_id`` is derived from the config digest
+and the published content, and nothing run-specific (times, run ids) is stored in it, so a rebuild
+of unchanged inputs publishes nothing new. Times live in the publish journal.
+"""
+
+import hashlib
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dataset_assets.core.errors import ManifestError
+from dataset_assets.core.layout import SPLITS
+
+SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileEntry(_Model):
+    """One published object."""
+
+    key: str
+    uri: str
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    records: int = Field(ge=0)
+    families: dict[str, int] = Field(default_factory=dict)
+
+
+class ShardEntry(FileEntry):
+    split: Literal["train", "val", "test"]
+    shard_id: str
+
+
+class InputFingerprint(_Model):
+    """A source file as it was read: enough to tell whether it changed since."""
+
+    uri: str
+    family: str
+    bytes: int
+    fingerprint: str  # mtime_ns for local files, ETag for S3 objects
+
+
+class BuildCounts(_Model):
+    input_records: int = 0
+    published_records: int = 0
+    exact_duplicates: int = 0
+    near_duplicates: int = 0
+    quarantined: int = 0
+    quarantined_by_reason: dict[str, int] = Field(default_factory=dict)
+    per_split: dict[str, int] = Field(default_factory=dict)
+    per_family: dict[str, int] = Field(default_factory=dict)
+    per_split_family: dict[str, dict[str, int]] = Field(default_factory=dict)
+
+
+class Manifest(_Model):
+    schema_version: int = SCHEMA_VERSION
+    build_id: str
+    bucket: str
+    prefix: str
+    config_digest: str
+    shards: list[ShardEntry]
+    export: FileEntry | None = None
+    quarantine: FileEntry | None = None
+    provenance: FileEntry | None = None
+    counts: BuildCounts
+    inputs: list[InputFingerprint] = Field(default_factory=list)
+
+    def split_shards(self, split: str) -> list[ShardEntry]:
+        if split not in SPLITS:
+            raise ManifestError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
+        return [s for s in self.shards if s.split == split]
+
+    def split_records(self, split: str) -> int:
+        return sum(s.records for s in self.split_shards(split))
+
+    def families(self) -> list[str]:
+        return sorted(self.counts.per_family)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes, source: str = "manifest") -> "Manifest":
+        try:
+            return cls.model_validate(orjson.loads(data))
+        except (orjson.JSONDecodeError, ValidationError) as exc:
+            raise ManifestError(f"{source} is not a valid manifest: {exc}") from exc
+
+
+def compute_build_id(config_digest: str, files: list[FileEntry]) -> str:
+    """Deterministic build id from what was built: same inputs + config → same id."""
+    h = hashlib.sha256(config_digest.encode())
+    for entry in sorted(files, key=lambda e: e.key):
+        h.update(f"\n{entry.key}\t{entry.sha256}\t{entry.bytes}".encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,68 @@
+"""Size-bounded shard writer: hashes and counts while writing, names shards from their content."""
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from dataset_assets.core.hashing import StreamHasher
+from dataset_assets.core.layout import shard_id
+from dataset_assets.core.staged import StagedFile
+
+
+def write_shards(
+    lines: Iterable[tuple[bytes, str]],
+    *,
+    split: str,
+    staging_dir: Path,
+    shard_size: int,
+    part_size: int,
+    key_for: Callable[[str], str],
+) -> Iterator[StagedFile]:
+    """Write ``(json_line, family)`` pairs into shards of at most ``shard_size`` bytes.
+
+    Yields each shard as soon as it is complete (fsynced, renamed to its content-derived name),
+    so the consumer can publish it while the next one is written. A single record larger than
+    ``shard_size`` gets a shard of its own.
+    """
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    index = 0
+    tmp = staging_dir / f".{split}-{index:05d}.tmp"
+    fh = tmp.open("wb")
+    hasher = StreamHasher(part_size=part_size)
+    records = 0
+    families: Counter[str] = Counter()
+
+    def finish() -> StagedFile:
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+        digest = hasher.digest()
+        sid = shard_id(split, index, digest.sha256)
+        final = staging_dir / f"{sid}.jsonl"
+        tmp.rename(final)
+        return StagedFile(final, key_for(sid), digest, records, dict(families))
+
+    try:
+        for line, family in lines:
+            if records and hasher.size + len(line) > shard_size:
+                yield finish()
+                index += 1
+                tmp = staging_dir / f".{split}-{index:05d}.tmp"
+                fh = tmp.open("wb")
+                hasher = StreamHasher(part_size=part_size)
+                records = 0
+                families = Counter()
+            fh.write(line)
+            hasher.update(line)
+            records += 1
+            families[family] += 1
+        if records:
+            yield finish()
+        else:
+            fh.close()
+            tmp.unlink()
+    finally:
+        if not fh.closed:
+            fh.close()
+            tmp.unlink(missing_ok=True)
