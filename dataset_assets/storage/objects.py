@@ -1,0 +1,406 @@
+"""S3ObjectStore: the one place that talks to S3 (boto3), with errors translated once.
+
+Every botocore / s3transfer / socket error is turned into the typed tree of
+:mod:`dataset_assets.core.errors` here, so no caller ever sees a botocore exception.
+"""
+
+import base64
+import hashlib
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import boto3
+import boto3.exceptions
+import botocore.config
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from s3transfer.utils import ChunksizeAdjuster
+
+from dataset_assets.core.errors import (
+    ObjectNotFoundError,
+    PreconditionFailedError,
+    StorageError,
+    UploadFailedError,
+)
+from dataset_assets.core.hashing import DEFAULT_PART_SIZE, Digest
+from dataset_assets.core.layout import s3_uri
+from dataset_assets.storage.settings import S3Settings
+
+MIN_PART_SIZE = 5 * 1024 * 1024
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+_PRECONDITION_CODES = frozenset({"412", "PreconditionFailed"})
+# Errors raised while a response body is being read, or before any response arrives.
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    botocore.exceptions.BotoCoreError,
+    OSError,
+)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What the store knows about one object.
+
+    Attributes:
+        key: object key.
+        size: bytes.
+        etag: ETag without quotes (MD5 for single-part, ``md5-of-md5s-N`` for multipart on
+            AWS-compatible servers).
+        sha256: the ``x-amz-meta-sha256`` we stored at upload time (None when absent or from a
+            listing, which does not return metadata).
+        checksum_sha256: the server's own ``ChecksumSHA256`` when it returned one (base64;
+            ``…-N`` for multipart composites). Ceph RGW 16 never returns one.
+        last_modified: server timestamp when known.
+        metadata: user metadata (lower-case keys, without the ``x-amz-meta-`` prefix).
+    """
+
+    key: str
+    size: int
+    etag: str
+    sha256: str | None = None
+    checksum_sha256: str | None = None
+    last_modified: datetime | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _error_code(exc: botocore.exceptions.ClientError) -> str:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if not code and status is not None:
+        code = str(status)
+    return code
+
+
+def _status(exc: botocore.exceptions.ClientError) -> int | None:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status is not None else None
+
+
+def translate_error(exc: BaseException, *, op: str, uri: str, key: str | None) -> StorageError:
+    """Map a botocore/s3transfer/socket error to the typed tree (the one translation point)."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = _error_code(exc)
+        status = _status(exc)
+        if code in _NOT_FOUND_CODES or status == 404:
+            return ObjectNotFoundError(f"{op}: {uri} does not exist ({code})", key=key)
+        if code in _PRECONDITION_CODES or status == 412:
+            return PreconditionFailedError(
+                f"{op}: conditional write to {uri} rejected ({code})", key=key
+            )
+        return StorageError(f"{op} {uri} failed: {code} (HTTP {status}): {exc}", key=key)
+    return StorageError(f"{op} {uri} failed: {type(exc).__name__}: {exc}", key=key)
+
+
+def _strip_etag(etag: Any) -> str:
+    return str(etag or "").strip('"')
+
+
+def sha256_b64(sha256_hex: str) -> str:
+    """The base64 form S3 uses for ``ChecksumSHA256`` of a hex sha256."""
+    return base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
+
+
+class S3ObjectStore:
+    """One bucket on an S3 or S3-compatible server.
+
+    A single boto3 client is created lazily and shared by all threads (boto3 clients are
+    thread-safe; sessions are not, so the session is used once, under a lock).
+
+    Uploads use ``multipart_threshold == multipart_chunksize == part_size`` so the ETag the
+    server computes is the one :mod:`dataset_assets.core.hashing` predicts while writing.
+
+    Args:
+        bucket: bucket name.
+        settings: connection settings.
+        part_size: multipart part size (≥ 5 MiB, the S3 minimum).
+        max_concurrency: transfer-manager threads per upload/download.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        settings: S3Settings = S3Settings(),  # noqa: B008 - frozen dataclass, immutable default
+        *,
+        part_size: int = DEFAULT_PART_SIZE,
+        max_concurrency: int = 4,
+    ) -> None:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be ≥ {MIN_PART_SIZE} (5 MiB), got {part_size}")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be ≥ 1, got {max_concurrency}")
+        self.bucket = bucket
+        self.settings = settings
+        self.part_size = part_size
+        self.max_concurrency = max_concurrency
+        self.transfer_config = TransferConfig(
+            multipart_threshold=part_size,
+            multipart_chunksize=part_size,
+            max_concurrency=max_concurrency,
+        )
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"S3ObjectStore(bucket={self.bucket!r}, endpoint={self.settings.endpoint_url!r})"
+
+    # -- client ---------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The shared boto3 S3 client (created on first use)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        s = self.settings
+        session = boto3.session.Session(
+            aws_access_key_id=s.access_key_id,
+            aws_secret_access_key=s.secret_access_key,
+            region_name=s.region,
+            profile_name=s.profile,
+        )
+        config = botocore.config.Config(
+            s3={"addressing_style": s.effective_addressing_style},
+            retries={"mode": "standard", "max_attempts": s.max_attempts},
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+            request_checksum_calculation=s.request_checksum_calculation,
+            response_checksum_validation=s.response_checksum_validation,
+            max_pool_connections=max(10, self.max_concurrency * 4),
+        )
+        return session.client("s3", endpoint_url=s.endpoint_url, config=config)
+
+    def _fail(self, exc: BaseException, op: str, key: str | None) -> NoReturn:
+        raise translate_error(exc, op=op, uri=self.uri(key or ""), key=key) from exc
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def uri(self, key: str) -> str:
+        """``s3://bucket/key``."""
+        return s3_uri(self.bucket, key)
+
+    def upload_part_size(self, size: int) -> int:
+        """The part size s3transfer will really use for a file of ``size`` bytes.
+
+        s3transfer raises the chunk size when a file would need more than 10,000 parts; the
+        expected ETag must then be recomputed with that size.
+        """
+        return int(ChunksizeAdjuster().adjust_chunksize(self.part_size, size))
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (an already-owned bucket is fine)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            return
+        except botocore.exceptions.ClientError as exc:
+            if _status(exc) != 404 and _error_code(exc) not in _NOT_FOUND_CODES:
+                self._fail(exc, "head_bucket", None)
+        except _TRANSPORT_ERRORS as exc:
+            self._fail(exc, "head_bucket", None)
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        region = self.client.meta.region_name
+        if region and region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            self.client.create_bucket(**kwargs)
+        except botocore.exceptions.ClientError as exc:
+            if _error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                self._fail(exc, "create_bucket", None)
+        except _TRANSPORT_ERRORS as exc:
+            self._fail(exc, "create_bucket", None)
+
+    def head(self, key: str) -> ObjectInfo:
+        """Metadata of ``key``; raises ObjectNotFoundError when it does not exist."""
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
+            self._fail(exc, "head", key)
+        metadata = {str(k).lower(): str(v) for k, v in (resp.get("Metadata") or {}).items()}
+        return ObjectInfo(
+            key=key,
+            size=int(resp["ContentLength"]),
+            etag=_strip_etag(resp.get("ETag")),
+            sha256=metadata.get("sha256"),
+            checksum_sha256=resp.get("ChecksumSHA256"),
+            last_modified=resp.get("LastModified"),
+            metadata=metadata,
+        )
+
+    def exists(self, key: str) -> bool:
+        """True when ``key`` exists."""
+        try:
+            self.head(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, paginated (``sha256`` is None: listings carry no
+        metadata)."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(
+                        key=str(item["Key"]),
+                        size=int(item["Size"]),
+                        etag=_strip_etag(item.get("ETag")),
+                        last_modified=item.get("LastModified"),
+                    )
+        except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
+            self._fail(exc, "list", prefix)
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> ObjectInfo:
+        """Write a small object in one PUT, with sha256 metadata, a SHA256 checksum and
+        Content-MD5 (the one integrity check Ceph RGW 16 performs).
+
+        Args:
+            if_none_match: only create (``If-None-Match: *``); 412 → PreconditionFailedError.
+            if_match: only replace the object whose ETag is this (quotes optional); a different
+                or missing object → PreconditionFailedError.
+
+        Conditional writes: SeaweedFS 4.48 and Ceph RGW 16.2 both honour ``If-None-Match: *``
+        and ``If-Match`` on PUT (see the contract tests). A server without support would
+        ignore the header and overwrite: callers relying on it must run the contract suite
+        against that server.
+        """
+        sha_hex = hashlib.sha256(data).hexdigest()
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "Body": data,
+            "ContentType": content_type,
+            "ContentMD5": base64.b64encode(hashlib.md5(data).digest()).decode("ascii"),
+            "Metadata": {"sha256": sha_hex, "size": str(len(data))},
+            "ChecksumAlgorithm": "SHA256",
+        }
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        if if_match is not None:
+            kwargs["IfMatch"] = f'"{if_match.strip(chr(34))}"'
+        try:
+            resp = self.client.put_object(**kwargs)
+        except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
+            self._fail(exc, "put", key)
+        return ObjectInfo(
+            key=key,
+            size=len(data),
+            etag=_strip_etag(resp.get("ETag")),
+            sha256=sha_hex,
+            checksum_sha256=resp.get("ChecksumSHA256"),
+            metadata={"sha256": sha_hex, "size": str(len(data))},
+        )
+
+    def upload_file(
+        self,
+        path: Path,
+        key: str,
+        digest: Digest,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Upload ``path`` with boto3's transfer manager (multipart above ``part_size``).
+
+        The object carries ``sha256`` and ``size`` metadata from ``digest`` and a SHA256
+        checksum the server validates where it supports one (SeaweedFS does, Ceph RGW 16
+        ignores it: the publisher's ETag comparison covers that). Any failure raises
+        UploadFailedError naming the key and the cause; the local file is never touched.
+        """
+        meta = {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
+        meta.update({"sha256": digest.sha256, "size": str(digest.size)})
+        extra = {"Metadata": meta, "ChecksumAlgorithm": "SHA256"}
+        try:
+            self.client.upload_file(
+                str(path), self.bucket, key, ExtraArgs=extra, Config=self.transfer_config
+            )
+        except (
+            boto3.exceptions.S3UploadFailedError,
+            botocore.exceptions.ClientError,
+            *_TRANSPORT_ERRORS,
+        ) as exc:
+            cause = exc.__cause__ or exc.__context__ or exc
+            raise UploadFailedError(
+                f"upload of {path} to {self.uri(key)} failed: {type(exc).__name__}: {exc}"
+                + (f" (cause: {type(cause).__name__})" if cause is not exc else ""),
+                key=key,
+            ) from exc
+
+    def delete(self, key: str) -> None:
+        """Delete ``key`` (deleting a missing key is not an error, as in S3)."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
+            self._fail(exc, "delete", key)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get_bytes(self, key: str) -> bytes:
+        """The whole object in memory (for small objects: manifests, pointers)."""
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+            return bytes(resp["Body"].read())
+        except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
+            self._fail(exc, "get", key)
+
+    def iter_bytes(
+        self,
+        key: str,
+        start: int = 0,
+        end: int | None = None,
+        chunk_size: int = 1024 * 1024,
+    ) -> Iterator[bytes]:
+        """Stream bytes ``[start, end)`` of ``key`` (``end`` exclusive, None = to the end) with
+        one ranged GET.
+
+        A dropped connection or short read raises StorageError (never a botocore error); the
+        caller can resume with ``start`` advanced by the bytes it already received.
+        """
+        if start < 0 or (end is not None and end < start):
+            raise ValueError(f"invalid byte range start={start} end={end}")
+        if end is not None and end == start:
+            return
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if start or end is not None:
+            kwargs["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        try:
+            resp = self.client.get_object(**kwargs)
+            body = resp["Body"]
+            try:
+                yield from body.iter_chunks(chunk_size)
+            finally:
+                body.close()
+        except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
+            self._fail(exc, "get", key)
+
+    def download_file(self, key: str, path: Path) -> None:
+        """Download ``key`` to ``path`` through a temporary name renamed at the end."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+        try:
+            self.client.download_file(self.bucket, key, str(tmp), Config=self.transfer_config)
+            os.replace(tmp, path)
+        except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
+            tmp.unlink(missing_ok=True)
+            self._fail(exc, "download", key)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
