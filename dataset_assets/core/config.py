@@ -68,7 +68,9 @@ class DedupOptions(_Strict):
     @model_validator(mode="after")
     def _bands_divide(self) -> "DedupOptions":
         if self.num_perm % self.bands:
-            raise ValueError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
+            raise ValueError(
+                f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})"
+            )
         return self
 
 

@@ -59,7 +59,9 @@ class StreamHasher:
             etag = parts[0].hex()
         else:
             etag = f"{hashlib.md5(b''.join(parts)).hexdigest()}-{len(parts)}"
-        return Digest(size=self.size, sha256=self._sha.hexdigest(), etag=etag, part_size=self.part_size)
+        return Digest(
+            size=self.size, sha256=self._sha.hexdigest(), etag=etag, part_size=self.part_size
+        )
 
 
 def digest_file(path: Path, part_size: int = DEFAULT_PART_SIZE) -> Digest:

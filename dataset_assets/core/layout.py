@@ -55,3 +55,8 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if not bucket:
         raise ValueError(f"s3 URI has no bucket: {uri!r}")
     return bucket, key
+
+
+def quarantine_key(prefix: str, sha256: str) -> str:
+    """Content-addressed quarantine file of a build."""
+    return _join(prefix, "quarantine", f"quarantine-{sha256[:12]}.jsonl")

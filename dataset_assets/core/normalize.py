@@ -30,11 +30,17 @@ def normalize_messages(value: Any, options: NormalizeOptions) -> list[Message]:
     if not isinstance(value, dict):
         raise InvalidRecordError("unknown_shape", f"record is a {type(value).__name__}")
     if isinstance(value.get("messages"), list):
-        turns = [_turn(t.get("role"), t.get("content")) for t in value["messages"] if isinstance(t, dict)]
+        turns = [
+            _turn(t.get("role"), t.get("content")) for t in value["messages"] if isinstance(t, dict)
+        ]
         if len(turns) != len(value["messages"]):
             raise InvalidRecordError("unknown_shape", "messages entries must be objects")
     elif isinstance(value.get("conversations"), list):
-        turns = [_turn(t.get("from"), t.get("value")) for t in value["conversations"] if isinstance(t, dict)]
+        turns = [
+            _turn(t.get("from"), t.get("value"))
+            for t in value["conversations"]
+            if isinstance(t, dict)
+        ]
         if len(turns) != len(value["conversations"]):
             raise InvalidRecordError("unknown_shape", "conversations entries must be objects")
     else:

@@ -18,7 +18,9 @@ class QuarantineWriter:
         self._fh = path.open("wb")
         self.counts: Counter[str] = Counter()
 
-    def add(self, reason: str, family: str, source: str, line: int, raw: bytes, detail: str = "") -> None:
+    def add(
+        self, reason: str, family: str, source: str, line: int, raw: bytes, detail: str = ""
+    ) -> None:
         self.counts[reason] += 1
         entry = {
             "reason": reason,

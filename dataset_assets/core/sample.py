@@ -23,10 +23,36 @@ TOPICS = [
     "a job interview",
     "reading more books",
 ]
-WORDS = (
-    "maybe try to notice when it starts and write down what helps most days small steps "
-    "matter more than perfect plans consistency beats intensity ask for support early"
-).split()
+WORDS = [
+    "maybe",
+    "try",
+    "to",
+    "notice",
+    "when",
+    "it",
+    "starts",
+    "and",
+    "write",
+    "down",
+    "what",
+    "helps",
+    "most",
+    "days",
+    "small",
+    "steps",
+    "matter",
+    "more",
+    "than",
+    "perfect",
+    "plans",
+    "consistency",
+    "beats",
+    "intensity",
+    "ask",
+    "for",
+    "support",
+    "early",
+]
 
 SAMPLE_FAMILIES: list[tuple[str, str, bool]] = [
     # (family name, record shape, holdout)

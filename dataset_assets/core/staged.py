@@ -1,7 +1,9 @@
 """A file staged locally, hashed while it was written, waiting to be published."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from dataset_assets.core.hashing import Digest
 
@@ -25,3 +27,18 @@ class StagedFile:
     records: int = 0
     families: dict[str, int] = field(default_factory=dict)
     keep_local: bool = False
+
+
+@dataclass(frozen=True)
+class StreamedFile:
+    """A file published from a re-openable stream instead of a staged copy (the export).
+
+    ``open`` must return the same bytes every time it is called (hashed once, uploaded once,
+    and opened again only if a retry is needed).
+    """
+
+    key: str
+    open: Callable[[], BinaryIO]
+    digest: Digest
+    records: int = 0
+    families: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,3 @@
+from dataset_assets.cli import main
+
+main()

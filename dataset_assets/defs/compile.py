@@ -1,0 +1,11 @@
+"""The compile definitions (assets, checks, job), without resources."""
+
+import dagster as dg
+
+from dataset_assets.defs.assets import COMPILE_ASSETS
+from dataset_assets.defs.checks import COMPILE_CHECKS
+from dataset_assets.defs.jobs import build_job
+
+
+def build_defs() -> dg.Definitions:
+    return dg.Definitions(assets=COMPILE_ASSETS, asset_checks=COMPILE_CHECKS, jobs=[build_job])

@@ -1,0 +1,111 @@
+"""The S3 IO manager: every output it handles goes through the publish protocol (DESIGN §5).
+
+Outputs are descriptions of files (staged shards, a streamed export, the manifest), never the
+bytes. After publishing, a small JSON reference (the manifest entries of what was published) is
+stored at ``{prefix}/_assets/{asset}.json``; downstream assets load that reference, so the
+manifest's inputs are the shard assets themselves and the lineage is real.
+"""
+
+from typing import Any
+
+import dagster as dg
+import orjson
+from pydantic import TypeAdapter
+
+from dataset_assets.core.manifest import FileEntry, Manifest, ShardEntry
+from dataset_assets.core.staged import StagedFile, StreamedFile
+from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
+from dataset_assets.pipeline.build import make_publisher
+from dataset_assets.pipeline.compile import CompileResult
+from dataset_assets.pipeline.export import file_entry
+from dataset_assets.pipeline.manifest import publish_manifest
+from dataset_assets.pipeline.shards import ShardStream, publish_shards, shard_entry
+
+_SHARDS = TypeAdapter(list[ShardEntry])
+
+
+class S3PublishIOManager(dg.ConfigurableIOManager):
+    """Publishes shards as they are written, the export as a stream, and the manifest last."""
+
+    dataset: dg.ResourceDependency[DatasetConfigResource]
+    s3: dg.ResourceDependency[ObjectStoreResource]
+
+    def _ref_key(self, prefix: str, context: dg.OutputContext | dg.InputContext) -> str:
+        return f"{prefix}/_assets/{'__'.join(context.asset_key.path)}.json"
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        cfg = self.dataset.load()
+        store = self.s3.store_for(cfg)
+        run_id = context.run_id or ""
+        meta: dict[str, Any]
+        if isinstance(obj, CompileResult):
+            ref = obj.model_dump_json().encode()
+            meta = {"dagster/row_count": obj.counts.published_records}
+        elif isinstance(obj, ShardStream):
+            with make_publisher(cfg, store, run_id) as publisher:
+                published = publish_shards(obj, publisher)
+            entries = [shard_entry(obj.split, p) for p in published]
+            ref = _SHARDS.dump_json(entries)
+            meta = {
+                "dagster/uri": store.uri(f"{cfg.prefix}/{obj.split}/"),
+                "dagster/row_count": sum(e.records for e in entries),
+                "shards": len(entries),
+                "bytes": sum(e.bytes for e in entries),
+                "uploaded": sum(p.uploaded for p in published),
+                "peak_staged_bytes": publisher.peak_staged_bytes,
+                "shard_table": dg.MetadataValue.md(_shard_table(entries)),
+            }
+        elif isinstance(obj, StagedFile | StreamedFile):
+            with make_publisher(cfg, store, run_id) as publisher:
+                published = (
+                    publisher.publish(obj)
+                    if isinstance(obj, StagedFile)
+                    else publisher.publish_stream(obj)
+                )
+            entry = file_entry(published)
+            ref = entry.model_dump_json().encode()
+            meta = {
+                "dagster/uri": entry.uri,
+                "dagster/row_count": entry.records,
+                "bytes": entry.bytes,
+                "sha256": entry.sha256,
+                "uploaded": published.uploaded,
+            }
+        elif isinstance(obj, Manifest):
+            uri = publish_manifest(store, obj, cfg.manifest_path)
+            ref = obj.to_json()
+            meta = {
+                "dagster/uri": uri,
+                "build_id": obj.build_id,
+                "local_copy": dg.MetadataValue.path(str(cfg.manifest_path)),
+                "dagster/row_count": obj.counts.published_records,
+                "shards": len(obj.shards),
+                "bytes": sum(s.bytes for s in obj.shards),
+            }
+        else:
+            raise TypeError(f"S3PublishIOManager cannot publish {type(obj).__name__}")
+        store.put_bytes(self._ref_key(cfg.prefix, context), ref, content_type="application/json")
+        context.add_output_metadata(meta)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        cfg = self.dataset.load()
+        store = self.s3.store_for(cfg)
+        data = store.get_bytes(self._ref_key(cfg.prefix, context))
+        name = context.asset_key.path[-1]
+        if name == "conversations":
+            return CompileResult.model_validate_json(data)
+        if name.endswith("_shards"):
+            return _SHARDS.validate_json(data)
+        if name == "manifest":
+            return Manifest.from_json(data)
+        return FileEntry.model_validate(orjson.loads(data))
+
+
+def _shard_table(entries: list[ShardEntry]) -> str:
+    rows = ["| shard | records | bytes | sha256 |", "|---|---|---|---|"]
+    rows += [
+        f"| {e.shard_id} | {e.records} | {e.bytes} | `{e.sha256[:16]}…` |" for e in entries[:50]
+    ]
+    if len(entries) > 50:
+        rows.append(f"| … {len(entries) - 50} more | | | |")
+    return "\n".join(rows)

@@ -1,0 +1,45 @@
+"""The whole build in one call, without Dagster (used by the CLI, tests and benchmarks)."""
+
+from pathlib import Path
+
+from dataset_assets.core.config import DatasetConfig
+from dataset_assets.core.hashing import digest_file
+from dataset_assets.core.layout import SPLITS, quarantine_key
+from dataset_assets.core.manifest import Manifest, ShardEntry
+from dataset_assets.core.staged import StagedFile
+from dataset_assets.pipeline.compile import CompileResult, compile_conversations
+from dataset_assets.pipeline.export import file_entry, publish_export
+from dataset_assets.pipeline.manifest import assemble_manifest, publish_manifest
+from dataset_assets.pipeline.shards import publish_shards, shard_entry, stage_split_shards
+from dataset_assets.storage import Journal, Publisher, S3ObjectStore
+
+
+def make_publisher(cfg: DatasetConfig, store: S3ObjectStore, run_id: str = "") -> Publisher:
+    journal = Journal(cfg.staging_dir / "journal.jsonl", run_id=run_id)
+    return Publisher(
+        store, max_in_flight=cfg.max_publishes_in_flight, verify=cfg.verify, journal=journal
+    )
+
+
+def stage_quarantine(cfg: DatasetConfig, result: CompileResult) -> StagedFile:
+    """The compile pass's quarantine file, ready to publish under a content-addressed key."""
+    path = Path(result.quarantine_path)
+    digest = digest_file(path, cfg.part_size)
+    key = quarantine_key(cfg.prefix, digest.sha256)
+    return StagedFile(path, key, digest, result.counts.quarantined)
+
+
+def build_dataset(cfg: DatasetConfig, store: S3ObjectStore, *, run_id: str = "") -> Manifest:
+    """Compile, publish every split's shards as they are written, the export, then the manifest."""
+    store.ensure_bucket()
+    result = compile_conversations(cfg, store)
+    with make_publisher(cfg, store, run_id) as publisher:
+        quarantine = file_entry(publisher.publish(stage_quarantine(cfg, result)))
+        shards: list[ShardEntry] = []
+        for split in SPLITS:
+            published = publish_shards(stage_split_shards(cfg, result, split), publisher)
+            shards += [shard_entry(split, obj) for obj in published]
+        export = publish_export(cfg, result, publisher)
+    manifest = assemble_manifest(cfg, result, shards, export, quarantine)
+    publish_manifest(store, manifest, cfg.manifest_path)
+    return manifest

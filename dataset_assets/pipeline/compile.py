@@ -1,0 +1,108 @@
+"""The compile pass: sources → normalized, deduplicated, split conversations in a local spool."""
+
+import shutil
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from dataset_assets.core.config import DatasetConfig
+from dataset_assets.core.dedup import Deduper, content_hash
+from dataset_assets.core.errors import InvalidRecordError
+from dataset_assets.core.manifest import BuildCounts, InputFingerprint
+from dataset_assets.core.normalize import normalize_messages
+from dataset_assets.core.quarantine import QuarantineWriter
+from dataset_assets.core.records import Conversation
+from dataset_assets.core.sources import BadItem, iter_items
+from dataset_assets.core.split import assign_split
+from dataset_assets.core.spool import SpoolWriter
+from dataset_assets.pipeline.sources import list_sources, open_source
+from dataset_assets.storage import S3ObjectStore
+
+
+class CompileResult(BaseModel):
+    """What the compile pass produced: a local spool per split plus counts and inputs."""
+
+    spool_dir: str
+    quarantine_path: str
+    config_digest: str
+    counts: BuildCounts
+    inputs: list[InputFingerprint]
+
+    @property
+    def spool(self) -> Path:
+        return Path(self.spool_dir)
+
+
+def compile_dir(cfg: DatasetConfig) -> Path:
+    return cfg.staging_dir / "compile"
+
+
+def compile_conversations(cfg: DatasetConfig, store: S3ObjectStore | None) -> CompileResult:
+    """One streaming pass over every source, in family priority order (first seen wins dedup)."""
+    work = compile_dir(cfg)
+    spool_tmp = work / "spool.tmp"
+    shutil.rmtree(spool_tmp, ignore_errors=True)
+    quarantine_path = work / "quarantine.jsonl"
+    deduper = Deduper(cfg.dedup)
+    inputs: list[InputFingerprint] = []
+    counts: Counter[str] = Counter()
+    per_split: Counter[str] = Counter()
+    per_family: Counter[str] = Counter()
+    per_split_family: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    with SpoolWriter(spool_tmp) as spool, QuarantineWriter(quarantine_path) as quarantine:
+        for family in cfg.families:
+            for ref in list_sources(family, store):
+                inputs.append(
+                    InputFingerprint(
+                        uri=ref.uri, family=family.name, bytes=ref.size, fingerprint=ref.fingerprint
+                    )
+                )
+                with open_source(ref, store) as stream:
+                    for item in iter_items(stream, cfg.normalize.max_line_bytes):
+                        counts["input"] += 1
+                        if isinstance(item, BadItem):
+                            quarantine.add(item.reason, family.name, ref.uri, item.line, item.raw)
+                            continue
+                        try:
+                            messages = normalize_messages(item.value, cfg.normalize)
+                        except InvalidRecordError as exc:
+                            raw = str(item.value).encode()
+                            quarantine.add(
+                                exc.reason, family.name, ref.uri, item.line, raw, exc.detail
+                            )
+                            continue
+                        digest = content_hash(messages, cfg.dedup)
+                        verdict = deduper.classify(digest, messages)
+                        if verdict != "unique":
+                            counts[verdict] += 1
+                            continue
+                        split = assign_split(digest, cfg.seed, cfg.splits, family.holdout)
+                        conv = Conversation(messages, family.name, ref.uri, item.line, digest)
+                        spool.write(split, family.name, conv.to_json_line())
+                        per_split[split] += 1
+                        per_family[family.name] += 1
+                        per_split_family[split][family.name] += 1
+        deduper.close()
+        quarantined = dict(quarantine.counts)
+    spool_dir = work / "spool"
+    shutil.rmtree(spool_dir, ignore_errors=True)
+    spool_tmp.rename(spool_dir)
+    build_counts = BuildCounts(
+        input_records=counts["input"],
+        published_records=sum(per_split.values()),
+        exact_duplicates=counts["exact"],
+        near_duplicates=counts["near"],
+        quarantined=sum(quarantined.values()),
+        quarantined_by_reason=quarantined,
+        per_split=dict(per_split),
+        per_family=dict(per_family),
+        per_split_family={s: dict(c) for s, c in per_split_family.items()},
+    )
+    return CompileResult(
+        spool_dir=str(spool_dir),
+        quarantine_path=str(quarantine_path),
+        config_digest=cfg.digest(),
+        counts=build_counts,
+        inputs=inputs,
+    )

@@ -1,0 +1,63 @@
+"""Shards of one split: written from the spool, published as they are written."""
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from dataset_assets.core.config import DatasetConfig
+from dataset_assets.core.layout import shard_key
+from dataset_assets.core.manifest import ShardEntry
+from dataset_assets.core.shards import write_shards
+from dataset_assets.core.spool import iter_spool_records, spool_path
+from dataset_assets.core.staged import StagedFile
+from dataset_assets.pipeline.compile import CompileResult
+from dataset_assets.storage import PublishedObject, Publisher
+
+
+@dataclass
+class ShardStream:
+    """A split's shards, staged lazily: iterating writes the next shard.
+
+    Not a generator function's result on purpose: Dagster treats an asset that *is* a generator
+    as an event stream, so the shard assets return this object and the IO manager iterates it.
+    """
+
+    split: str
+    staged: Iterator[StagedFile]
+
+    def __iter__(self) -> Iterator[StagedFile]:
+        return self.staged
+
+
+def stage_split_shards(
+    cfg: DatasetConfig, result: CompileResult, split: str
+) -> Iterator[StagedFile]:
+    """Lazily stage the split's shards; each is complete (hashed, renamed) when yielded."""
+    return write_shards(
+        iter_spool_records(spool_path(result.spool, split)),
+        split=split,
+        staging_dir=cfg.staging_dir / "shards" / split,
+        shard_size=cfg.shard_size,
+        part_size=cfg.part_size,
+        key_for=lambda sid: shard_key(cfg.prefix, split, sid),
+    )
+
+
+def shard_entry(split: str, obj: PublishedObject) -> ShardEntry:
+    sid = obj.key.rsplit("/", 1)[-1].removesuffix(".jsonl")
+    return ShardEntry(
+        key=obj.key,
+        uri=obj.uri,
+        bytes=obj.size,
+        sha256=obj.sha256,
+        records=obj.records,
+        families=obj.families,
+        split=split,
+        shard_id=sid,
+    )
+
+
+def publish_shards(staged: Iterable[StagedFile], publisher: Publisher) -> list[PublishedObject]:
+    """Submit each shard as soon as it is staged (blocks at K in flight), then wait for all."""
+    for item in staged:
+        publisher.submit(item)
+    return publisher.wait()

@@ -1,0 +1,70 @@
+"""Listing and opening source files, local or in S3."""
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from dataset_assets.core.config import SourceFamily
+from dataset_assets.core.errors import ConfigError
+from dataset_assets.core.layout import parse_s3_uri
+from dataset_assets.core.sources import SourceRef, expand_local
+from dataset_assets.storage import S3ObjectStore
+
+SOURCE_SUFFIXES = (".jsonl",)
+
+
+class _ChunkStream(io.RawIOBase):
+    """A readable raw stream over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: "bytearray | memoryview") -> int:  # type: ignore[override]
+        while not self._buf:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buf = chunk
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def list_sources(family: SourceFamily, store: S3ObjectStore | None) -> list[SourceRef]:
+    """Every input file of a family: local globs expanded, s3:// prefixes listed."""
+    refs = expand_local(family)
+    for path in family.paths:
+        if not path.startswith("s3://"):
+            continue
+        bucket, prefix = parse_s3_uri(path)
+        if store is None or bucket != store.bucket:
+            raise ConfigError(
+                f"family {family.name!r} reads {path!r}, but sources must be in the dataset bucket "
+                f"{store.bucket if store else '(no store)'!r}"
+            )
+        for info in store.list(prefix):
+            if info.key.endswith(SOURCE_SUFFIXES):
+                refs.append(SourceRef(family.name, store.uri(info.key), info.size, info.etag))
+    return refs
+
+
+@contextmanager
+def open_source(ref: SourceRef, store: S3ObjectStore | None) -> Iterator[BinaryIO]:
+    """A buffered binary stream over a source file."""
+    if ref.uri.startswith("s3://"):
+        assert store is not None  # list_sources refused S3 sources without a store
+        _, key = parse_s3_uri(ref.uri)
+        stream = io.BufferedReader(_ChunkStream(store.iter_bytes(key)), buffer_size=1 << 20)
+        try:
+            yield stream
+        finally:
+            stream.close()
+    else:
+        with open(ref.uri, "rb", buffering=1 << 20) as fh:
+            yield fh

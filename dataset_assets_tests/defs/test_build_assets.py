@@ -1,0 +1,112 @@
+"""End to end with real Dagster runs against a real SeaweedFS server."""
+
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import orjson
+import pytest
+
+from dataset_assets.core.hashing import digest_stream
+from dataset_assets.core.layout import latest_manifest_key
+from dataset_assets.core.manifest import Manifest
+from dataset_assets.defs.assets import COMPILE_ASSETS
+from dataset_assets.defs.checks import COMPILE_CHECKS
+from dataset_assets.storage import S3ObjectStore, S3Settings
+from dataset_assets_tests.builds import config_and_store, dagster_resources, write_build_config
+
+
+def _materialize(config_path: Path, settings: S3Settings) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [*COMPILE_ASSETS, *COMPILE_CHECKS],
+        resources=dagster_resources(config_path, settings),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+
+
+def _object_sha256(store: S3ObjectStore, key: str) -> tuple[int, str]:
+    import io
+
+    data = store.get_bytes(key)
+    digest = digest_stream(io.BytesIO(data))
+    return digest.size, digest.sha256
+
+
+@pytest.fixture
+def built(tmp_path: Path, seaweed: S3Settings) -> tuple[Path, S3ObjectStore, dg.ExecuteInProcessResult]:
+    config_path = write_build_config(tmp_path, f"e2e-{uuid.uuid4().hex[:12]}")
+    cfg, store = config_and_store(config_path, seaweed)
+    result = _materialize(config_path, seaweed)
+    return config_path, store, result
+
+
+def test_materialize_publishes_a_verified_dataset_and_leaves_no_local_copies(built) -> None:
+    config_path, store, result = built
+    assert result.success
+    for check in result.get_asset_check_evaluations():
+        assert check.passed, check.check_name
+    tmp = config_path.parent
+    local_manifest = tmp / ".local" / "manifest.json"
+    manifest = Manifest.from_json(local_manifest.read_bytes())
+    assert store.get_bytes(latest_manifest_key(manifest.prefix)) == local_manifest.read_bytes()
+    assert store.exists(f"{manifest.prefix}/manifests/{manifest.build_id}.json")
+
+    files = [*manifest.shards, manifest.export, manifest.quarantine]
+    for entry in files:
+        assert entry is not None
+        assert _object_sha256(store, entry.key) == (entry.bytes, entry.sha256), entry.key
+    assert {s.split for s in manifest.shards} == {"train", "val", "test"}
+    assert len(manifest.split_shards("train")) > 1  # 64 KiB shards: several per split
+
+    leftovers = [p for p in (tmp / ".local" / "staging").rglob("*.jsonl") if "shards" in p.parts]
+    assert leftovers == []
+
+    c = manifest.counts
+    assert c.input_records == c.published_records + c.exact_duplicates + c.near_duplicates + c.quarantined
+    assert sum(s.records for s in manifest.shards) == c.published_records == manifest.export.records
+    # the sample holds 3 bad lines per family and ≥ 1 duplicate per family
+    assert c.quarantined == 9
+    assert c.exact_duplicates >= 3
+    assert set(c.quarantined_by_reason) == {"malformed_json", "unknown_shape", "empty_turn"}
+    # holdout family (daily_coaching) only in test
+    for shard in manifest.shards:
+        if shard.split != "test":
+            assert "daily_coaching" not in shard.families
+
+    quarantine_lines = store.get_bytes(manifest.quarantine.key).splitlines()
+    entries = [orjson.loads(line) for line in quarantine_lines]
+    assert len(entries) == 9
+    assert all(e["source"].endswith(".jsonl") and e["line"] > 0 and e["reason"] for e in entries)
+
+    export_lines = store.get_bytes(manifest.export.key).splitlines()
+    shard_lines = [line for s in manifest.shards for line in store.get_bytes(s.key).splitlines()]
+    assert sorted(export_lines) == sorted(shard_lines)
+
+
+def test_second_materialization_uploads_nothing_and_keeps_shard_keys(built, seaweed) -> None:
+    config_path, store, first = built
+    first_manifest = Manifest.from_json((config_path.parent / ".local" / "manifest.json").read_bytes())
+    second = _materialize(config_path, seaweed)
+    assert second.success
+    for split in ("train", "val", "test"):
+        mats = second.asset_materializations_for_node(f"{split}_shards")
+        assert mats[0].metadata["uploaded"].value == 0
+    export_meta = second.asset_materializations_for_node("compiled_export")[0].metadata
+    assert export_meta["uploaded"].value is False
+    second_manifest = Manifest.from_json((config_path.parent / ".local" / "manifest.json").read_bytes())
+    assert [s.key for s in second_manifest.shards] == [s.key for s in first_manifest.shards]
+    assert second_manifest.build_id == first_manifest.build_id
+
+
+def test_invalid_config_fails_before_any_byte_is_written(tmp_path, seaweed) -> None:
+    config_path = write_build_config(tmp_path, f"bad-{uuid.uuid4().hex[:8]}", splits={"train": 0.5})
+    result = dg.materialize(
+        COMPILE_ASSETS,
+        resources=dagster_resources(config_path, seaweed),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.get_step_failure_events()[0]
+    assert "train + val + test must be 1.0" in failure.event_specific_data.error.cause.message
+    assert not (tmp_path / ".local").exists()
