@@ -244,12 +244,14 @@ class S3ObjectStore:
             return False
         return True
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every object under ``prefix``, paginated (``sha256`` is None: listings carry no
-        metadata)."""
+    def list(self, prefix: str, *, page_size: int = 1000) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix`` in key order, fetched ``page_size`` keys per request
+        (``sha256`` is None: listings carry no metadata)."""
         paginator = self.client.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for page in paginator.paginate(
+                Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
+            ):
                 for item in page.get("Contents", []):
                     yield ObjectInfo(
                         key=str(item["Key"]),
@@ -280,9 +282,10 @@ class S3ObjectStore:
                 or missing object → PreconditionFailedError.
 
         Conditional writes: SeaweedFS 4.48 and Ceph RGW 16.2 both honour ``If-None-Match: *``
-        and ``If-Match`` on PUT (see the contract tests). A server without support would
-        ignore the header and overwrite: callers relying on it must run the contract suite
-        against that server.
+        and ``If-Match`` on PUT (see the contract tests); Ceph only matches an unquoted ETag in
+        ``If-Match``, so after a 412 on the quoted form the PUT is retried once unquoted. A
+        server without support would ignore the header and overwrite: callers relying on it
+        must run the contract suite against that server.
         """
         sha_hex = hashlib.sha256(data).hexdigest()
         kwargs: dict[str, Any] = {
@@ -299,7 +302,16 @@ class S3ObjectStore:
         if if_match is not None:
             kwargs["IfMatch"] = f'"{if_match.strip(chr(34))}"'
         try:
-            resp = self.client.put_object(**kwargs)
+            try:
+                resp = self.client.put_object(**kwargs)
+            except botocore.exceptions.ClientError as exc:
+                if if_match is None or _status(exc) != 412:
+                    raise
+                # Ceph RGW 16 compares If-Match literally with the unquoted ETag, so the RFC
+                # form ("etag") never matches there; retrying unquoted keeps the same atomic
+                # condition (a real mismatch fails again with 412).
+                kwargs["IfMatch"] = if_match.strip('"')
+                resp = self.client.put_object(**kwargs)
         except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "put", key)
         return ObjectInfo(

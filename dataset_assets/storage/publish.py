@@ -187,6 +187,11 @@ class Publisher:
                 key=staged.key,
             ) from exc
 
+    def verify(self, staged: StagedFile) -> ObjectInfo:
+        """Check the object under ``staged.key`` against ``staged.digest`` (this publisher's
+        verify mode) without uploading or deleting anything; raises VerificationError."""
+        return self._verify(staged, self._digest_for_upload(staged))
+
     def _digest_for_upload(self, staged: StagedFile) -> Digest:
         """The staged digest, re-hashed only if s3transfer will use another part size."""
         part_size = self.store.upload_part_size(staged.digest.size)
