@@ -1,0 +1,50 @@
+# The verbs that README and CI use verbatim.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export DAGSTER_HOME ?= $(CURDIR)/.local/dagster
+
+.PHONY: setup run dev check test test-deps bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dagster,local,dev,torch]'
+	mkdir -p $(DAGSTER_HOME)
+	touch $(STAMP)
+
+## run: set up, start the local S3 server and materialize every asset; print the manifest summary
+run: setup
+	$(BIN)/dataset-assets run
+
+## dev: the Dagster UI (webserver + daemon) on http://127.0.0.1:3000 against the local S3 server
+dev: setup
+	$(BIN)/dataset-assets local-s3 start
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+## test-deps: system packages the tests need (Ceph RADOS Gateway), idempotent
+test-deps:
+	bash scripts/install-test-deps.sh
+
+## check: lint, types, layer contracts, Dagster definitions load
+check: setup
+	$(BIN)/ruff check dataset_assets dataset_assets_tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/dagster definitions validate -m dataset_assets.definitions
+
+## test: everything CI runs (servers are started by the tests themselves)
+test: setup test-deps check
+	$(BIN)/pytest
+	bash scripts/check-loader-without-dagster.sh
+
+bench: setup
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/bench_publish.py
+
+clean:
+	-$(BIN)/dataset-assets local-s3 stop
+	rm -rf .local
