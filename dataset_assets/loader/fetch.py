@@ -87,9 +87,18 @@ class FetchStats:
 
 
 def _stream_once(
-    reader: ByteRangeReader, key: str, policy: RetryPolicy, sleep: Callable[[float], None]
+    reader: ByteRangeReader,
+    key: str,
+    expected_size: int,
+    policy: RetryPolicy,
+    sleep: Callable[[float], None],
 ) -> tuple[bytes, str, int]:
-    """Stream the whole object, resuming at the received offset after a dropped connection."""
+    """Stream the whole object, resuming at the received offset after a dropped connection.
+
+    An error once every expected byte has arrived (e.g. botocore's own response-checksum
+    validation failing at the end of the body) ends the stream: resuming past the end cannot
+    help, and the sha256 comparison of the caller decides whether to re-fetch.
+    """
     sha = hashlib.sha256()
     parts: list[bytes] = []
     offset = 0
@@ -104,6 +113,8 @@ def _stream_once(
         except ObjectNotFoundError:
             raise
         except StorageError as exc:
+            if offset >= expected_size:
+                return b"".join(parts), sha.hexdigest(), resumes
             if resumes >= policy.max_retries:
                 raise StorageError(
                     f"reading {key} failed after {resumes} resumed requests "
@@ -137,7 +148,7 @@ def fetch_shard(
     actual: list[str] = []
     resumes = 0
     for attempt in (1, 2):
-        data, digest, n = _stream_once(reader, key, policy, sleep)
+        data, digest, n = _stream_once(reader, key, entry.bytes, policy, sleep)
         resumes += n
         if digest == entry.sha256 and len(data) == entry.bytes:
             if cache is not None:
