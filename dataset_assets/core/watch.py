@@ -20,7 +20,6 @@ import orjson
 
 CURSOR_VERSION = 1
 TEMP_SUFFIXES: tuple[str, ...] = (".tmp", ".part", ".partial", ".crdownload", "~")
-_GLOB_CHARS = frozenset("*?[")
 
 ChangeKind = Literal["added", "modified", "removed"]
 
@@ -193,22 +192,13 @@ def _is_stable(fp: Fingerprint, entry: Pending, now: float, stable_seconds: floa
     return now - entry.first_seen >= stable_seconds
 
 
-def _is_glob(pattern: str) -> bool:
-    return any(ch in _GLOB_CHARS for ch in pattern)
-
-
 def expand_local(pattern: str) -> Iterator[Path]:
-    """Files a local family path names: a glob (``**`` recursive), a directory (recursively) or
-    one file. Temporary names are skipped."""
-    if _is_glob(pattern):
-        candidates: Iterable[Path] = (Path(p) for p in glob.iglob(pattern, recursive=True))
-    else:
-        base = Path(pattern)
-        candidates = sorted(base.rglob("*")) if base.is_dir() else [base]
-    for path in candidates:
-        if is_temporary_name(path.name) or not path.is_file():
-            continue
-        yield path
+    """Files a local family path matches, exactly as the compile step expands it (``glob``,
+    ``**`` recursive), minus temporary names."""
+    for match in sorted(glob.iglob(pattern, recursive=True)):
+        path = Path(match)
+        if not is_temporary_name(path.name) and path.is_file():
+            yield path
 
 
 def fingerprint_local(path: Path) -> Fingerprint | None:

@@ -36,10 +36,10 @@ def migrated_file(
     in the migration ledger, then deleted locally. Rerunning a migrated file is a no-op."""
     cfg = dataset.load()
     store = s3.store_for(cfg)
-    with make_migration_publisher(cfg, store, context.run_id) as publisher:
+    with make_migration_publisher(cfg, store, context.run.run_id) as publisher:
         try:
             outcome = migrate_file(
-                cfg, store, context.partition_key, publisher=publisher, run_id=context.run_id
+                cfg, store, context.partition_key, publisher=publisher, run_id=context.run.run_id
             )
         except (FileChangedError, UploadFailedError, VerificationError):
             raise  # transient: the retry policy tries again, the local file is kept

@@ -198,7 +198,6 @@ def _outcome(entry: LedgerEntry, status: Status) -> MigrationOutcome:
     )
 
 
-OnStart = Callable[[Candidate], None]
 OnDone = Callable[[Candidate, MigrationOutcome | MigrationFailure], None]
 
 
@@ -208,14 +207,16 @@ def migrate_all(
     *,
     dry_run: bool = False,
     run_id: str = "",
+    discovery: Discovery | None = None,
     on_done: OnDone | None = None,
 ) -> MigrationReport:
-    """Discover and migrate every local dataset file, ``max_publishes_in_flight`` at a time.
+    """Discover (unless ``discovery`` is given) and migrate every local dataset file,
+    ``max_publishes_in_flight`` at a time.
 
     A failing file is recorded and the others continue; the caller turns ``report.ok`` into an
     exit code. A dry run discovers only: it never contacts S3 (``store_factory`` may be None).
     """
-    discovery = discover(cfg)
+    discovery = discover(cfg) if discovery is None else discovery
     report = MigrationReport(discovery=discovery, dry_run=dry_run)
     if dry_run or not discovery.candidates:
         return report
