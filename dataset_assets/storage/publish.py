@@ -157,9 +157,15 @@ class Publisher:
         try:
             digest = self._digest_for_upload(staged)
             self._log(staged, "stage", "ok", str(staged.path))
-            existing = self._existing(staged.key)
+            existing = self._existing(staged)
             if existing is not None:
-                mismatches = self._check(staged, existing, digest)
+                try:
+                    mismatches = self._check(staged, existing, digest)
+                except StorageError as exc:
+                    self._log(staged, "skip", "failed", f"reading existing object: {exc}")
+                    raise VerificationError(
+                        staged.key, "existing object", "readable object", str(exc)
+                    ) from exc
                 if not mismatches:
                     self._log(staged, "skip", "ok", "identical object already published")
                     self._delete_local(staged)
@@ -203,11 +209,18 @@ class Publisher:
             raise VerificationError(staged.key, "local sha256", staged.digest.sha256, digest.sha256)
         return digest
 
-    def _existing(self, key: str) -> ObjectInfo | None:
+    def _existing(self, staged: StagedFile) -> ObjectInfo | None:
         try:
-            return self.store.head(key)
+            return self.store.head(staged.key)
         except ObjectNotFoundError:
             return None
+        except StorageError as exc:
+            self._log(staged, "upload", "failed", f"existence check failed: {exc}")
+            raise UploadFailedError(
+                f"publish of {staged.path} to {self.store.uri(staged.key)} failed before "
+                f"upload: {exc}",
+                key=staged.key,
+            ) from exc
 
     def _check(self, staged: StagedFile, info: ObjectInfo, digest: Digest) -> list[Mismatch]:
         mismatches = compare_head(info, digest, self.store.upload_part_size(digest.size))
