@@ -29,6 +29,7 @@ from dataset_assets.storage.settings import S3Settings
 
 Record = dict[str, Any]
 STATE_VERSION = 1
+_BLOCK = 1024  # records parsed per step
 
 
 @dataclass(frozen=True)
@@ -324,26 +325,44 @@ class S3DatasetLoader:
         o = self.options
         order = shard_order(len(self._shards), seed=o.seed, epoch=epoch, shuffle=o.shuffle)
         segments = unit_segments(self._counts, order, unit, n_units, o.uneven)
-        length = sum(len(s) for s in segments)
-        if not o.shuffle:
-            for _, record in self._read(segments, set(), skip):
-                yield record
+        # Unfiltered records travel as raw JSON lines and are parsed as they are yielded: bytes
+        # are compact and invisible to the cyclic GC, which thousands of buffered dicts are not.
+        if o.families is None:
+            loads = orjson.loads
+            if not o.shuffle:
+                for _, block in self._read(segments, set(), skip):
+                    for line in block:
+                        yield loads(line)
+                return
+            for line in self._shuffled(segments, epoch, unit, skip):
+                yield loads(line)
             return
+        if not o.shuffle:
+            for _, block in self._read(segments, set(), skip):
+                yield from block
+            return
+        yield from self._shuffled(segments, epoch, unit, skip)
+
+    def _shuffled(self, segments: list[Segment], epoch: int, unit: int, skip: int) -> Iterator[Any]:
+        o = self.options
+        length = sum(len(s) for s in segments)
         buffer: ShuffleBuffer[Any] = ShuffleBuffer(
             o.shuffle_buffer, buffer_rng(o.seed, epoch, unit)
         )
         nxt = fast_forward(length, skip, buffer)
         slots = {idx: i for i, idx in enumerate(buffer.items)}
         items = buffer.items
-        for idx, record in self._read(segments, set(slots), nxt):
-            if idx < nxt:
-                items[slots[idx]] = record  # materialize what the buffer held at the resume point
+        pop, size = buffer.pop, o.shuffle_buffer
+        for first, block in self._read(segments, set(slots), nxt):
+            if first < nxt:  # materialize what the buffer held at the resume point
+                items[slots[first]] = block[0]
                 continue
-            items.append(record)
-            if len(items) > o.shuffle_buffer:
-                yield buffer.pop()
+            for item in block:
+                items.append(item)
+                if len(items) > size:
+                    yield pop()
         while items:
-            yield buffer.pop()
+            yield pop()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -395,37 +414,31 @@ class S3DatasetLoader:
 
     def _read(
         self, segments: list[Segment], restore: set[int], start: int
-    ) -> Iterator[tuple[int, Any]]:
-        """Yield ``(input_index, record)`` for inputs in ``restore`` or ``≥ start``, in input
-        order, fetching only the shards that hold one, ``read_ahead`` shards ahead."""
+    ) -> Iterator[tuple[int, list[Any]]]:
+        """Yield ``(first_input_index, items)`` blocks (raw lines, or parsed records under a
+        family filter) covering the inputs in ``restore``
+        (one record per block) and every input ``≥ start``, in input order; only shards that
+        hold one are fetched, ``read_ahead`` shards ahead. Blocks bound parsed-but-unyielded
+        records to ``_BLOCK``."""
         jobs: list[tuple[int, Segment]] = []  # (input index of the segment's first position, seg)
         base = 0
         restore_sorted = sorted(restore)
         for seg in segments:
             end = base + len(seg)
-            needed = end > start or any(base <= i < end for i in restore_sorted)
-            if needed:
+            if end > start or any(base <= i < end for i in restore_sorted):
                 jobs.append((base, seg))
             base = end
         if not jobs:
             return
-        parsed = self.options.families is not None
         with _Prefetcher(self, [self._shards[seg.shard] for _, seg in jobs]) as prefetch:
             for n, (base, seg) in enumerate(jobs):
                 lines: list[Any] = prefetch.get(n)
-                first = max(base, start)
-                for i in sorted(i for i in restore if base <= i < base + len(seg)):
-                    item = lines[seg.start + i - base]
-                    yield i, item if parsed else orjson.loads(item)
-                if first >= base + len(seg):
-                    continue
-                chunk = lines[seg.start + first - base : seg.stop]
-                if parsed:
-                    yield from zip(range(first, first + len(chunk)), chunk, strict=True)
-                else:
-                    loads = orjson.loads
-                    for i, line in enumerate(chunk, first):
-                        yield i, loads(line)
+                end = base + len(seg)
+                for i in (i for i in restore_sorted if base <= i < end):
+                    yield i, [lines[seg.start + i - base]]
+                for first in range(max(base, start), end, _BLOCK):
+                    last = min(first + _BLOCK, end)
+                    yield first, lines[seg.start + first - base : seg.start + last - base]
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
