@@ -11,6 +11,7 @@ Fixtures:
     seaweed_store   the same, SeaweedFS only.
 """
 
+import shutil
 import sys
 import uuid
 from collections.abc import Iterator
@@ -48,6 +49,7 @@ def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Settings]:
         yield server.settings()
     finally:
         server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)  # 20 GiB sparse BlueStore file
 
 
 @pytest.fixture(

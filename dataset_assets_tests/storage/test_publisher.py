@@ -1,12 +1,14 @@
 """The bounded publish pipeline: disk stays ≤ (K+1) × file size, reruns upload nothing."""
 
 import dataclasses
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
 from dataset_assets.core.errors import UploadFailedError
+from dataset_assets.core.hashing import digest_file
 from dataset_assets.core.staged import StagedFile
 from dataset_assets.storage import (
     Journal,
@@ -165,3 +167,19 @@ def test_settings_from_env_reads_the_standard_variables() -> None:
     assert S3Settings.from_env({}).effective_addressing_style == "auto"
     with pytest.raises(ValueError, match="DATASET_ASSETS_RESPONSE_CHECKSUM_VALIDATION"):
         S3Settings.from_env({"DATASET_ASSETS_RESPONSE_CHECKSUM_VALIDATION": "always"})
+
+
+def test_digest_hashed_with_another_part_size_is_rehashed_before_verifying(
+    seaweed_store: S3ObjectStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(os.urandom(11 * 1024 * 1024))
+    staged = StagedFile(
+        path=path, key="rehash/big.jsonl", digest=digest_file(path, 16 * 1024 * 1024)
+    )
+    assert "-" not in staged.digest.etag  # one 16 MiB part; the store uploads 3 parts of 5 MiB
+
+    published = Publisher(seaweed_store).publish(staged)
+
+    assert published.etag.endswith("-3")
+    assert published.sha256 == staged.digest.sha256
