@@ -1,8 +1,10 @@
 """The conversations spool: per-split, zstd-compressed JSONL written in one streaming pass.
 
 Each spool line is ``{family}\t{json record}\n`` so shard writers can count records per family
-without parsing JSON again. The spool is the intermediate between the compile pass and the shard/export assets. It is local,
-compressed (chat text compresses ~4-6x with zstd level 3), and replaced by the next compile.
+without parsing JSON again. The spool is the intermediate between the compile pass and the
+shard/export assets. Each split has its own compressor (a zstd context must never be shared by
+interleaved streams: that corrupts them). It is local, compressed (chat text compresses ~4-6x
+with zstd level 3), and replaced by the next compile.
 """
 
 import io
@@ -30,11 +32,12 @@ class SpoolWriter:
         self.folder = folder
         self._raw: dict[str, BinaryIO] = {}
         self._streams: dict[str, BinaryIO] = {}
-        cctx = zstandard.ZstdCompressor(level=_LEVEL)
         for split in SPLITS:
             raw = spool_path(folder, split).open("wb")
             self._raw[split] = raw
-            self._streams[split] = cctx.stream_writer(raw, closefd=False)
+            self._streams[split] = zstandard.ZstdCompressor(level=_LEVEL).stream_writer(
+                raw, closefd=False
+            )
 
     def write(self, split: str, family: str, record_line: bytes) -> None:
         self._streams[split].write(family.encode() + b"\t" + record_line)

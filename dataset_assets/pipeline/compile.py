@@ -2,8 +2,11 @@
 
 import shutil
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
 from pydantic import BaseModel
 
 from dataset_assets.core.config import DatasetConfig
@@ -11,9 +14,10 @@ from dataset_assets.core.dedup import Deduper, content_hash
 from dataset_assets.core.errors import InvalidRecordError
 from dataset_assets.core.manifest import BuildCounts, InputFingerprint
 from dataset_assets.core.normalize import normalize_messages
-from dataset_assets.core.quarantine import QuarantineWriter
+from dataset_assets.core.provenance import PROVENANCE_NAME, ProvenanceWriter
+from dataset_assets.core.quarantine import RAW_PREFIX_BYTES, QuarantineWriter
 from dataset_assets.core.records import Conversation
-from dataset_assets.core.sources import BadItem, iter_items
+from dataset_assets.core.sources import BadItem, iter_source_items
 from dataset_assets.core.split import assign_split
 from dataset_assets.core.spool import SpoolWriter
 from dataset_assets.pipeline.sources import list_sources, open_source
@@ -25,6 +29,7 @@ class CompileResult(BaseModel):
 
     spool_dir: str
     quarantine_path: str
+    provenance_path: str = ""
     config_digest: str
     counts: BuildCounts
     inputs: list[InputFingerprint]
@@ -32,6 +37,14 @@ class CompileResult(BaseModel):
     @property
     def spool(self) -> Path:
         return Path(self.spool_dir)
+
+
+@contextmanager
+def _closing(deduper: Deduper) -> Iterator[Deduper]:
+    try:
+        yield deduper
+    finally:
+        deduper.close()
 
 
 def compile_dir(cfg: DatasetConfig) -> Path:
@@ -44,13 +57,21 @@ def compile_conversations(cfg: DatasetConfig, store: S3ObjectStore | None) -> Co
     spool_tmp = work / "spool.tmp"
     shutil.rmtree(spool_tmp, ignore_errors=True)
     quarantine_path = work / "quarantine.jsonl"
-    deduper = Deduper(cfg.dedup)
+    provenance_path = work / PROVENANCE_NAME
+    index_dir = work / "index"
+    shutil.rmtree(index_dir, ignore_errors=True)
+    deduper = Deduper(cfg.dedup, index_dir)
     inputs: list[InputFingerprint] = []
     counts: Counter[str] = Counter()
     per_split: Counter[str] = Counter()
     per_family: Counter[str] = Counter()
     per_split_family: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    with SpoolWriter(spool_tmp) as spool, QuarantineWriter(quarantine_path) as quarantine:
+    with (
+        _closing(deduper),
+        SpoolWriter(spool_tmp) as spool,
+        QuarantineWriter(quarantine_path) as quarantine,
+        ProvenanceWriter(provenance_path) as provenance,
+    ):
         for family in cfg.families:
             for ref in list_sources(family, store):
                 inputs.append(
@@ -59,7 +80,8 @@ def compile_conversations(cfg: DatasetConfig, store: S3ObjectStore | None) -> Co
                     )
                 )
                 with open_source(ref, store) as stream:
-                    for item in iter_items(stream, cfg.normalize.max_line_bytes):
+                    items = iter_source_items(stream, ref.uri, cfg.normalize.max_line_bytes)
+                    for item in items:
                         counts["input"] += 1
                         if isinstance(item, BadItem):
                             quarantine.add(item.reason, family.name, ref.uri, item.line, item.raw)
@@ -67,7 +89,7 @@ def compile_conversations(cfg: DatasetConfig, store: S3ObjectStore | None) -> Co
                         try:
                             messages = normalize_messages(item.value, cfg.normalize)
                         except InvalidRecordError as exc:
-                            raw = str(item.value).encode()
+                            raw = orjson.dumps(item.value)[:RAW_PREFIX_BYTES]
                             quarantine.add(
                                 exc.reason, family.name, ref.uri, item.line, raw, exc.detail
                             )
@@ -80,10 +102,10 @@ def compile_conversations(cfg: DatasetConfig, store: S3ObjectStore | None) -> Co
                         split = assign_split(digest, cfg.seed, cfg.splits, family.holdout)
                         conv = Conversation(messages, family.name, ref.uri, item.line, digest)
                         spool.write(split, family.name, conv.to_json_line())
+                        provenance.add(digest, family.name, ref.uri, item.line, split)
                         per_split[split] += 1
                         per_family[family.name] += 1
                         per_split_family[split][family.name] += 1
-        deduper.close()
         quarantined = dict(quarantine.counts)
     spool_dir = work / "spool"
     shutil.rmtree(spool_dir, ignore_errors=True)
@@ -102,6 +124,7 @@ def compile_conversations(cfg: DatasetConfig, store: S3ObjectStore | None) -> Co
     return CompileResult(
         spool_dir=str(spool_dir),
         quarantine_path=str(quarantine_path),
+        provenance_path=str(provenance_path),
         config_digest=cfg.digest(),
         counts=build_counts,
         inputs=inputs,

@@ -1,4 +1,5 @@
-"""Listing and opening source files, local or in S3."""
+"""Listing and opening source files, local or in S3 (compressed files are decoded later, by
+:func:`dataset_assets.core.sources.iter_source_items`, from the file name)."""
 
 import io
 from collections.abc import Iterator
@@ -8,10 +9,8 @@ from typing import BinaryIO
 from dataset_assets.core.config import SourceFamily
 from dataset_assets.core.errors import ConfigError
 from dataset_assets.core.layout import parse_s3_uri
-from dataset_assets.core.sources import SourceRef, expand_local
+from dataset_assets.core.sources import SourceRef, expand_local, is_source_name
 from dataset_assets.storage import S3ObjectStore
-
-SOURCE_SUFFIXES = (".jsonl",)
 
 
 class _ChunkStream(io.RawIOBase):
@@ -49,7 +48,7 @@ def list_sources(family: SourceFamily, store: S3ObjectStore | None) -> list[Sour
                 f"{store.bucket if store else '(no store)'!r}"
             )
         for info in store.list(prefix):
-            if info.key.endswith(SOURCE_SUFFIXES):
+            if is_source_name(info.key):
                 refs.append(SourceRef(family.name, store.uri(info.key), info.size, info.etag))
     return refs
 
