@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import boto3
 import boto3.exceptions
@@ -354,6 +354,39 @@ class S3ObjectStore:
                 f"upload of {path} to {self.uri(key)} failed: {type(exc).__name__}: {exc}"
                 + (f" (cause: {type(cause).__name__})" if cause is not exc else ""),
                 key=key,
+            ) from exc
+
+    def upload_fileobj(
+        self,
+        stream: BinaryIO,
+        key: str,
+        digest: Digest,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Upload a readable (possibly non-seekable) stream with the transfer manager.
+
+        The part size is ``digest.part_size`` (s3transfer cannot adapt it to an unknown stream
+        size), so the ETag matches the one ``digest`` predicts. Failures raise
+        UploadFailedError.
+        """
+        meta = {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
+        meta.update({"sha256": digest.sha256, "size": str(digest.size)})
+        config = TransferConfig(
+            multipart_threshold=digest.part_size,
+            multipart_chunksize=digest.part_size,
+            max_concurrency=self.transfer_config.max_concurrency,
+        )
+        try:
+            self.client.upload_fileobj(
+                stream, self.bucket, key, ExtraArgs={"Metadata": meta}, Config=config
+            )
+        except (
+            boto3.exceptions.S3UploadFailedError,
+            botocore.exceptions.ClientError,
+            *_TRANSPORT_ERRORS,
+        ) as exc:
+            raise UploadFailedError(
+                f"streamed upload to {self.uri(key)} failed: {type(exc).__name__}: {exc}", key=key
             ) from exc
 
     def delete(self, key: str) -> None:

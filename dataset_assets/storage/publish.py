@@ -24,11 +24,12 @@ from dataset_assets.core.errors import (
     VerificationError,
 )
 from dataset_assets.core.hashing import Digest, digest_file
-from dataset_assets.core.staged import StagedFile
+from dataset_assets.core.staged import StagedFile, StreamedFile
 from dataset_assets.storage.journal import Journal, Outcome, Step
 from dataset_assets.storage.objects import ObjectInfo, S3ObjectStore, sha256_b64
 
 VerifyMode = Literal["head", "readback"]
+Publishable = StagedFile | StreamedFile
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class Publisher:
 
     # -- journal --------------------------------------------------------------------------------
 
-    def _log(self, staged: StagedFile, step: Step, outcome: Outcome, detail: str = "") -> None:
+    def _log(self, staged: Publishable, step: Step, outcome: Outcome, detail: str = "") -> None:
         if self.journal is not None:
             self.journal.record(
                 key=staged.key,
@@ -198,6 +199,38 @@ class Publisher:
         verify mode) without uploading or deleting anything; raises VerificationError."""
         return self._verify(staged, self._digest_for_upload(staged))
 
+    def publish_stream(self, streamed: StreamedFile) -> PublishedObject:
+        """Publish a file from a re-openable stream (the export): no local copy is staged.
+
+        ``streamed.digest`` must have been computed with the part size s3transfer will use
+        (``store.upload_part_size(size)``); the stream is uploaded with that part size, then
+        verified exactly like a staged file. Identical bytes already under the key: no upload.
+        """
+        digest = streamed.digest
+        expected_part = self.store.upload_part_size(digest.size)
+        if digest.part_size != expected_part:
+            raise ValueError(
+                f"digest of {streamed.key} uses part size {digest.part_size}, "
+                f"the upload needs {expected_part}"
+            )
+        existing = self._existing(streamed)
+        if existing is not None:
+            mismatches = self._check(streamed, existing, digest)
+            if not mismatches:
+                self._log(streamed, "skip", "ok", "identical object already published")
+                return self._result(streamed, existing, uploaded=False)
+        try:
+            with streamed.open() as stream:
+                self.store.upload_fileobj(stream, streamed.key, digest)
+        except StorageError as exc:
+            self._log(streamed, "upload", "failed", str(exc))
+            if isinstance(exc, UploadFailedError):
+                raise
+            raise UploadFailedError(str(exc), key=streamed.key) from exc
+        self._log(streamed, "upload", "ok", "streamed")
+        info = self._verify(streamed, digest)
+        return self._result(streamed, info, uploaded=True)
+
     def _digest_for_upload(self, staged: StagedFile) -> Digest:
         """The staged digest, re-hashed only if s3transfer will use another part size."""
         part_size = self.store.upload_part_size(staged.digest.size)
@@ -209,7 +242,7 @@ class Publisher:
             raise VerificationError(staged.key, "local sha256", staged.digest.sha256, digest.sha256)
         return digest
 
-    def _existing(self, staged: StagedFile) -> ObjectInfo | None:
+    def _existing(self, staged: Publishable) -> ObjectInfo | None:
         try:
             return self.store.head(staged.key)
         except ObjectNotFoundError:
@@ -217,12 +250,12 @@ class Publisher:
         except StorageError as exc:
             self._log(staged, "upload", "failed", f"existence check failed: {exc}")
             raise UploadFailedError(
-                f"publish of {staged.path} to {self.store.uri(staged.key)} failed before "
+                f"publish to {self.store.uri(staged.key)} failed before "
                 f"upload: {exc}",
                 key=staged.key,
             ) from exc
 
-    def _check(self, staged: StagedFile, info: ObjectInfo, digest: Digest) -> list[Mismatch]:
+    def _check(self, staged: Publishable, info: ObjectInfo, digest: Digest) -> list[Mismatch]:
         mismatches = compare_head(info, digest, self.store.upload_part_size(digest.size))
         only_etag = bool(mismatches) and all(m.field == "etag" for m in mismatches)
         if self.verify_mode == "readback" or only_etag:
@@ -250,7 +283,7 @@ class Publisher:
             raise UploadFailedError(str(exc), key=staged.key) from exc
         self._log(staged, "upload", "ok")
 
-    def _verify(self, staged: StagedFile, digest: Digest) -> ObjectInfo:
+    def _verify(self, staged: Publishable, digest: Digest) -> ObjectInfo:
         try:
             info = self.store.head(staged.key)
             mismatches = self._check(staged, info, digest)
@@ -273,7 +306,7 @@ class Publisher:
         staged.path.unlink(missing_ok=True)
         self._log(staged, "delete", "ok", str(staged.path))
 
-    def _result(self, staged: StagedFile, info: ObjectInfo, *, uploaded: bool) -> PublishedObject:
+    def _result(self, staged: Publishable, info: ObjectInfo, *, uploaded: bool) -> PublishedObject:
         return PublishedObject(
             key=staged.key,
             uri=self.store.uri(staged.key),
