@@ -13,6 +13,8 @@ import os
 import dagster as dg
 
 from dataset_assets.defs import compile as compile_defs
+from dataset_assets.defs import migration as migration_defs
+from dataset_assets.defs import sensors as sensor_defs
 from dataset_assets.defs.io_manager import S3PublishIOManager
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
 from dataset_assets.local_env import LOCAL_ACCESS_KEY, LOCAL_ENDPOINT, LOCAL_REGION, LOCAL_SECRET_KEY
@@ -56,5 +58,7 @@ def defs() -> dg.Definitions:
     config_path = os.environ.get("DATASET_ASSETS_CONFIG", "dataset.yaml")
     return dg.Definitions.merge(
         compile_defs.build_defs(),
+        sensor_defs.build_defs(),
+        migration_defs.build_defs(),
         dg.Definitions(resources=make_resources(env, config_path)),
     )
