@@ -5,6 +5,8 @@ a corrupted object is really stored in S3.
 """
 
 import dataclasses
+import hashlib
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,8 +163,6 @@ def test_object_corrupted_in_s3_fails_clearly_after_one_refetch(
     assert counting.fetches[bad.key] == 2  # the original fetch and exactly one re-fetch
     message = str(err.value)
     assert bad.shard_id in message and bad.sha256 in message
-    import hashlib
-
     assert hashlib.sha256(bytes(damaged)).hexdigest() in err.value.actual
 
 
@@ -184,3 +184,15 @@ def test_bytes_corrupted_in_transit_once_are_refetched_transparently(
         assert proxy.fired["corrupt_response_body"] == 1
     assert counting.fetches[shard.key] == 2
     assert [canonical(r) for r in got] == [canonical(r) for r in ds.records["train"]]
+
+
+def test_read_ahead_is_bounded(seaweed_store: S3ObjectStore) -> None:
+    ds = make_dataset(seaweed_store.bucket, {"train": [30] * 8})
+    uri = publish_s3(ds, seaweed_store)
+    counting = CountingStore(seaweed_store)
+    loader = S3DatasetLoader(uri, store=counting, read_ahead=2, shuffle=False)
+    it = iter(loader)
+    next(it)
+    time.sleep(0.5)  # give the prefetch threads every chance to run ahead
+    assert sum(counting.fetches.values()) == 3  # the shard in use + 2 ahead, not all 8
+    assert len(list(it)) == 239 and sum(counting.fetches.values()) == 8

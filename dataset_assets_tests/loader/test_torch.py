@@ -78,3 +78,11 @@ def test_single_process_dataloader_matches_the_plain_loader(
     loader = S3DatasetLoader(uri, store=seaweed_store, seed=1)
     dl = loader.torch_dataloader(batch_size=10, num_workers=0)
     assert [ident(r) for b in dl for r in b] == [ident(r) for r in loader]
+
+
+def test_spawned_workers_rebuild_their_own_store(uri: str, seaweed_store: S3ObjectStore) -> None:
+    loader = S3DatasetLoader(uri, store=seaweed_store, seed=2)
+    dl = loader.torch_dataloader(batch_size=16, num_workers=2, multiprocessing_context="spawn")
+    got = [ident(r) for b in dl for r in b]
+    assert len(got) == dl.num_samples() == 2 * 158  # ceil(315 / 2) per worker
+    assert set(got) == {f"train:{n}" for n in range(TOTAL)}
