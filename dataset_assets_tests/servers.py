@@ -45,7 +45,7 @@ def free_port_base(count: int = PORTS_PER_SERVER, attempts: int = 200) -> int:
 
 def start_seaweed(data_dir: Path) -> SeaweedServer:
     """A fresh ``weed mini`` with every listener on its own free port."""
-    server = SeaweedServer(data_dir, port_base=free_port_base())
+    server = SeaweedServer(data_dir, port_base=free_port_base(), die_with_parent=True)
     server.start()
     return server
 

