@@ -5,6 +5,7 @@ import dagster as dg
 from dataset_assets.core.layout import SPLITS
 from dataset_assets.core.manifest import FileEntry, Manifest, ShardEntry
 from dataset_assets.core.staged import StagedFile, StreamedFile
+from dataset_assets.defs.quality import QUALITY_ASSETS
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
 from dataset_assets.pipeline.build import make_publisher, stage_quarantine
 from dataset_assets.pipeline.compile import CompileResult, compile_conversations
@@ -62,8 +63,15 @@ shard_assets = [make_shards_asset(split) for split in SPLITS]
 
 
 @dg.asset(group_name=GROUP, io_manager_key=IO, kinds={"s3"})
-def quarantine(conversations: CompileResult, dataset: DatasetConfigResource) -> StagedFile:
+def quarantine(
+    context: dg.AssetExecutionContext, conversations: CompileResult, dataset: DatasetConfigResource
+) -> StagedFile:
     """The build's quarantined records (reason, source, line, raw prefix) as JSONL in S3."""
+    by_reason = conversations.counts.quarantined_by_reason
+    context.add_output_metadata(
+        {"by_reason": dg.MetadataValue.json(by_reason)}
+        | {f"reason/{reason}": n for reason, n in sorted(by_reason.items())}
+    )
     return stage_quarantine(dataset.load(), conversations)
 
 
@@ -90,13 +98,23 @@ def manifest(
     test_shards: list[ShardEntry],
     compiled_export: FileEntry,
     quarantine: FileEntry,
+    provenance: FileEntry,
     dataset: DatasetConfigResource,
 ) -> Manifest:
     """The build's commit record, written last: every shard, the export and the quarantine with
     bytes, sha256, record counts and families. Immutable per build, then the latest pointer,
     then a local copy."""
     entries = [*train_shards, *val_shards, *test_shards]
-    return assemble_manifest(dataset.load(), conversations, entries, compiled_export, quarantine)
+    return assemble_manifest(
+        dataset.load(), conversations, entries, compiled_export, quarantine, provenance
+    )
 
 
-COMPILE_ASSETS = [conversations, *shard_assets, quarantine, compiled_export, manifest]
+COMPILE_ASSETS = [
+    conversations,
+    *shard_assets,
+    quarantine,
+    compiled_export,
+    *QUALITY_ASSETS,
+    manifest,
+]

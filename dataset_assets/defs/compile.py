@@ -5,7 +5,10 @@ import dagster as dg
 from dataset_assets.defs.assets import COMPILE_ASSETS
 from dataset_assets.defs.checks import COMPILE_CHECKS
 from dataset_assets.defs.jobs import build_job
+from dataset_assets.defs.quality import QUALITY_CHECKS
 
 
 def build_defs() -> dg.Definitions:
-    return dg.Definitions(assets=COMPILE_ASSETS, asset_checks=COMPILE_CHECKS, jobs=[build_job])
+    return dg.Definitions(
+        assets=COMPILE_ASSETS, asset_checks=[*COMPILE_CHECKS, *QUALITY_CHECKS], jobs=[build_job]
+    )

@@ -6,6 +6,7 @@ from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.hashing import digest_file
 from dataset_assets.core.layout import SPLITS, quarantine_key
 from dataset_assets.core.manifest import Manifest, ShardEntry
+from dataset_assets.core.provenance import provenance_key
 from dataset_assets.core.staged import StagedFile
 from dataset_assets.pipeline.compile import CompileResult, compile_conversations
 from dataset_assets.pipeline.export import file_entry, publish_export
@@ -29,17 +30,26 @@ def stage_quarantine(cfg: DatasetConfig, result: CompileResult) -> StagedFile:
     return StagedFile(path, key, digest, result.counts.quarantined)
 
 
+def stage_provenance(cfg: DatasetConfig, result: CompileResult) -> StagedFile:
+    """The compile pass's provenance sidecar, ready to publish next to the manifest."""
+    path = result.provenance
+    digest = digest_file(path, cfg.part_size)
+    key = provenance_key(cfg.prefix, digest.sha256)
+    return StagedFile(path, key, digest, result.counts.published_records)
+
+
 def build_dataset(cfg: DatasetConfig, store: S3ObjectStore, *, run_id: str = "") -> Manifest:
     """Compile, publish every split's shards as they are written, the export, then the manifest."""
     store.ensure_bucket()
     result = compile_conversations(cfg, store)
     with make_publisher(cfg, store, run_id) as publisher:
         quarantine = file_entry(publisher.publish(stage_quarantine(cfg, result)))
+        provenance = file_entry(publisher.publish(stage_provenance(cfg, result)))
         shards: list[ShardEntry] = []
         for split in SPLITS:
             published = publish_shards(stage_split_shards(cfg, result, split), publisher)
             shards += [shard_entry(split, obj) for obj in published]
         export = publish_export(cfg, result, publisher)
-    manifest = assemble_manifest(cfg, result, shards, export, quarantine)
+    manifest = assemble_manifest(cfg, result, shards, export, quarantine, provenance)
     publish_manifest(store, manifest, cfg.manifest_path)
     return manifest

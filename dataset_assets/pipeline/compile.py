@@ -1,5 +1,6 @@
 """The compile pass: sources → normalized, deduplicated, split conversations in a local spool."""
 
+import itertools
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pydantic import BaseModel
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.dedup import Deduper, content_hash
 from dataset_assets.core.errors import InvalidRecordError
+from dataset_assets.core.leakage import LeakReport, find_leaks, parse_records
 from dataset_assets.core.manifest import BuildCounts, InputFingerprint
 from dataset_assets.core.normalize import normalize_messages
 from dataset_assets.core.provenance import PROVENANCE_NAME, ProvenanceWriter
@@ -19,7 +21,7 @@ from dataset_assets.core.quarantine import RAW_PREFIX_BYTES, QuarantineWriter
 from dataset_assets.core.records import Conversation
 from dataset_assets.core.sources import BadItem, iter_source_items
 from dataset_assets.core.split import assign_split
-from dataset_assets.core.spool import SpoolWriter
+from dataset_assets.core.spool import SpoolWriter, iter_spool_records, spool_path
 from dataset_assets.pipeline.sources import list_sources, open_source
 from dataset_assets.storage import S3ObjectStore
 
@@ -37,6 +39,10 @@ class CompileResult(BaseModel):
     @property
     def spool(self) -> Path:
         return Path(self.spool_dir)
+
+    @property
+    def provenance(self) -> Path:
+        return Path(self.provenance_path)
 
 
 @contextmanager
@@ -129,3 +135,23 @@ def compile_conversations(cfg: DatasetConfig, store: S3ObjectStore | None) -> Co
         counts=build_counts,
         inputs=inputs,
     )
+
+
+def check_leakage(cfg: DatasetConfig, result: CompileResult) -> LeakReport:
+    """Re-read the spool: val/test conversations indexed, every train conversation queried."""
+    protected = itertools.chain.from_iterable(
+        parse_records(iter_spool_records(spool_path(result.spool, s)), s) for s in ("val", "test")
+    )
+    train = parse_records(iter_spool_records(spool_path(result.spool, "train")), "train")
+    work = compile_dir(cfg) / "leakage"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        return find_leaks(protected, train, cfg.dedup, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def quarantine_ratio(result: CompileResult) -> float:
+    c = result.counts
+    return c.quarantined / c.input_records if c.input_records else 0.0
