@@ -1,11 +1,20 @@
-"""S3DatasetLoader: stream a published split into training, exactly and fast (DESIGN §8)."""
+"""S3DatasetLoader: stream a published split into training, exactly and fast (DESIGN §8).
+
+How it works (details in :mod:`dataset_assets.loader.plan`): the manifest's record counts define
+the epoch's positions; each reader (rank × DataLoader worker) takes one contiguous, equal-length
+slice of the shard-permuted epoch and fetches only the shards of its slice, ``read_ahead`` shards
+ahead on background threads, each verified (sha256) before any of its records is used. Records
+flow as raw JSON lines through a bounded shuffle buffer and are parsed when yielded. The shuffle
+buffer's choices depend only on its fill level, so a resume replays them on integers and fetches
+only the shards still needed. Memory per reader ≈ (1 + read_ahead) × shard size + the buffer.
+"""
 
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -26,6 +35,9 @@ from dataset_assets.loader.plan import (
 )
 from dataset_assets.loader.source import ObjectReader, Readers, ResolvedManifest, resolve_manifest
 from dataset_assets.storage.settings import S3Settings
+
+if TYPE_CHECKING:
+    from dataset_assets.loader.torch_adapter import TorchDataLoader
 
 Record = dict[str, Any]
 STATE_VERSION = 1
@@ -297,7 +309,9 @@ class S3DatasetLoader:
                     f"state was saved with {name}={state.get(name)!r}, this loader has {value!r}"
                 )
 
-    def torch_dataloader(self, *, batch_size: int, num_workers: int = 0, **kwargs: Any) -> Any:
+    def torch_dataloader(
+        self, *, batch_size: int, num_workers: int = 0, **kwargs: Any
+    ) -> "TorchDataLoader":
         """A resumable ``torch.utils.data.DataLoader`` over this loader (needs torch).
 
         See :class:`dataset_assets.loader.torch_adapter.TorchDataLoader`.
@@ -309,6 +323,8 @@ class S3DatasetLoader:
     # -- iteration ----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Record]:
+        """One pass over this rank's samples of the current epoch, from the restored position
+        (``load_state_dict``) or from the start; every yielded record is counted."""
         start = self._start
         self._position = start
         for record in self.iter_unit(
@@ -465,7 +481,8 @@ class _Prefetcher:
     def __exit__(self, *exc: object) -> None:
         for fut in self._futures.values():
             fut.cancel()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # a consumer that stops early must not wait for an in-flight download to finish
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._futures.clear()
 
     def _submit_until(self, last: int) -> None:
