@@ -7,14 +7,17 @@ export DAGSTER_HOME ?= $(CURDIR)/.local/dagster
 
 .PHONY: setup run dev check test test-deps bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dagster,local,dev,torch]'
-	mkdir -p $(DAGSTER_HOME)
 	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	cp deploy/dagster.yaml $@
 
 ## run: set up, start the local S3 server and materialize every asset; print the manifest summary
 run: setup

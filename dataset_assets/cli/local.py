@@ -99,6 +99,7 @@ def run(
                 resources=make_resources("local", str(config)),
                 instance=instance,
                 raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             )
         if not result.success:
             console.print("[red]build failed[/red]; see the run in the Dagster UI (make dev)")

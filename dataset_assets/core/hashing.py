@@ -1,7 +1,8 @@
 """Hash while writing: sha256 of the whole file plus the S3 ETag the upload will produce.
 
 The ETag of an S3 object is the MD5 of its bytes for a single-part upload and
-``md5(concat(md5(part_i)))-N`` for a multipart one. The publisher uploads with
+``md5(concat(md5(part_i)))-N`` for a multipart one (s3transfer goes multipart at
+``size >= multipart_threshold``, so a file of exactly one part size is ``md5(md5)-1``). The publisher uploads with
 ``multipart_threshold == part_size``, so one pass over the bytes gives every piece of evidence the
 verifier compares against (DESIGN §5): size, sha256 and the expected ETag.
 """
@@ -55,7 +56,7 @@ class StreamHasher:
         parts = list(self._part_digests)
         if self._part_fill or not parts:
             parts.append(self._part.digest())
-        if len(parts) == 1:
+        if self.size < self.part_size:  # below multipart_threshold: a plain PUT
             etag = parts[0].hex()
         else:
             etag = f"{hashlib.md5(b''.join(parts)).hexdigest()}-{len(parts)}"

@@ -66,12 +66,11 @@ class Mismatch:
 def expected_etag(digest: Digest, part_size: int) -> str:
     """The ETag the server computes for an upload of ``digest.size`` bytes in ``part_size`` parts.
 
-    ``digest`` must have been computed with the same part size. s3transfer uploads a file of
-    exactly ``part_size`` bytes (or more) as multipart, so a one-part digest of such a file is
-    ``md5(md5(bytes))-1``, not the plain MD5 ``StreamHasher`` reports.
+    ``digest`` must have been computed with the same part size (``core.hashing`` already
+    predicts s3transfer's single-part / multipart choice).
     """
-    if digest.size >= part_size and "-" not in digest.etag:
-        return f"{hashlib.md5(bytes.fromhex(digest.etag)).hexdigest()}-1"
+    if digest.part_size != part_size:
+        raise ValueError(f"digest part size {digest.part_size} != upload part size {part_size}")
     return digest.etag
 
 
