@@ -19,7 +19,6 @@ complete record before the cut is yielded, then exactly one bad item for the tai
 
 import codecs
 import glob
-import gzip
 import io
 import json
 import os
@@ -106,66 +105,54 @@ def expand_local(family: SourceFamily) -> list[SourceRef]:
     return [refs[k] for k in sorted(refs)]
 
 
-class _TruncatedInput(Exception):
-    """The compressed container ended before its end marker."""
+class _Framed(io.RawIOBase):
+    """Incremental decompression of concatenated gzip members / zstd frames from a byte stream.
 
+    A file that ends inside a member/frame (cut during a copy) ends the stream cleanly with
+    ``truncated`` set: every byte decodable before the cut is returned first (gzip: up to the
+    cut; zstd: up to the last complete block, at most 128 KiB before it).
+    """
 
-class _SafeDecompressed(io.RawIOBase):
-    """Turns decompressor errors on a cut file into a clean EOF plus a ``truncated`` flag."""
-
-    def __init__(self, inner: BinaryIO) -> None:
-        self._inner = inner
-        self.truncated = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: "bytearray | memoryview") -> int:  # type: ignore[override]
-        if self.truncated:
-            return 0
-        try:
-            data = self._inner.read(len(b))
-        except (EOFError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile):
-            self.truncated = True
-            return 0
-        n = len(data)
-        b[:n] = data
-        return n
-
-
-class _ZstdFramed(io.RawIOBase):
-    """A zstd stream reader that flags input ending mid-frame (zstandard reports it as EOF)."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._dobj = zstandard.ZstdDecompressor().decompressobj()
+    def __init__(self, raw: BinaryIO, compression: "Compression") -> None:
+        self._compression = compression
         self._raw = raw
+        self._dobj = self._new()
+        self._started = False
         self._pending = b""
         self._eof = False
         self.truncated = False
 
+    def _new(self) -> Any:
+        if self._compression == "gzip":
+            return zlib.decompressobj(wbits=31)
+        return zstandard.ZstdDecompressor().decompressobj()
+
     def readable(self) -> bool:
         return True
+
+    def _feed(self, data: bytes) -> None:
+        while data:
+            self._started = True
+            try:
+                self._pending += self._dobj.decompress(data)
+            except (zlib.error, zstandard.ZstdError):
+                self.truncated = True
+                self._eof = True
+                return
+            if not self._dobj.eof:
+                return
+            data = self._dobj.unused_data
+            self._dobj = self._new()
+            self._started = False
 
     def readinto(self, b: "bytearray | memoryview") -> int:  # type: ignore[override]
         while not self._pending and not self._eof:
             chunk = self._raw.read(_SKIP_CHUNK)
             if not chunk:
                 self._eof = True
-                self.truncated = not self._dobj.eof
+                self.truncated = self._started
                 break
-            self._pending = self._dobj.decompress(chunk)
-            if self._dobj.eof:
-                rest = self._dobj.unused_data
-                self._dobj = zstandard.ZstdDecompressor().decompressobj()
-                if rest:
-                    self._pending += self._dobj.decompress(rest)
-                else:
-                    # a fresh decompressor at a frame boundary: EOF here is a clean end
-                    nxt = self._raw.read(_SKIP_CHUNK)
-                    if not nxt:
-                        self._eof = True
-                        break
-                    self._pending += self._dobj.decompress(nxt)
+            self._feed(chunk)
         n = min(len(b), len(self._pending))
         b[:n] = self._pending[:n]
         self._pending = self._pending[n:]
@@ -176,10 +163,7 @@ def decompressed(stream: BinaryIO, compression: Compression) -> tuple[BinaryIO, 
     """A buffered decompressed view of ``stream`` and a flag telling whether it was cut short."""
     if compression == "none":
         return stream, _Flag(None)
-    if compression == "gzip":
-        raw: io.RawIOBase = _SafeDecompressed(gzip.GzipFile(fileobj=stream, mode="rb"))  # type: ignore[arg-type]
-    else:
-        raw = _ZstdFramed(stream)
+    raw = _Framed(stream, compression)
     return io.BufferedReader(raw, buffer_size=_SKIP_CHUNK), _Flag(raw)
 
 

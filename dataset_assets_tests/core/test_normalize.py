@@ -1,0 +1,138 @@
+"""Every record shape and role mapping to ChatML, and every quarantine reason."""
+
+import pytest
+
+from dataset_assets.core.config import NormalizeOptions
+from dataset_assets.core.errors import InvalidRecordError
+from dataset_assets.core.normalize import ROLE_TABLE, normalize_messages
+
+OPTS = NormalizeOptions()
+UA = ["user", "assistant"]
+
+
+def _roles(record: dict, options: NormalizeOptions = OPTS) -> list[str]:
+    return [m["role"] for m in normalize_messages(record, options)]
+
+
+SHAPES = {
+    "chatml": (
+        {
+            "messages": [
+                {"role": "system", "content": "Be kind."},
+                {"role": "user", "content": "I can't sleep."},
+                {"role": "assistant", "content": "What happens at night?"},
+            ]
+        },
+        ["system", *UA],
+    ),
+    "sharegpt": (
+        {
+            "id": "abc",
+            "conversations": [
+                {"from": "human", "value": "Fix my regex"},
+                {"from": "gpt", "value": "Use \\d+"},
+                {"from": "human", "value": "thanks"},
+                {"from": "chatgpt", "value": "welcome"},
+            ],
+        },
+        [*UA, *UA],
+    ),
+    "conversation_speaker_content": (
+        {
+            "conversation": [
+                {"speaker": "user", "text": "hi"},
+                {"speaker": "assistant", "text": "hello"},
+            ]
+        },
+        UA,
+    ),
+    "conversation_author_message": (
+        {"conversation": [{"author": "human", "message": "a"}, {"author": "bot", "message": "b"}]},
+        UA,
+    ),
+    "conversation_without_roles_alternates": (
+        {"conversation": [{"utterance": "a"}, {"utterance": "b"}, {"utterance": "c"}]},
+        [*UA, "user"],
+    ),
+    "opaque_sender_ids": (
+        {
+            "turns": [
+                {"sender": "u_81f2", "text": "hey"},
+                {"sender": "u_81f2", "text": "are you there?"},
+                {"sender": "bot_07", "text": "yes"},
+                {"sender": "u_81f2", "text": "ok"},
+            ]
+        },
+        ["user", "user", "assistant", "user"],
+    ),
+    "alpaca": ({"instruction": "Summarize", "input": "long text", "output": "short"}, UA),
+    "alpaca_without_input": ({"instruction": "Say hi", "input": "", "output": "hi"}, UA),
+    "prompt_response": ({"prompt": "p", "response": "r"}, UA),
+    "prompt_completion": ({"prompt": "p", "completion": "c"}, UA),
+    "question_answer": ({"question": "q?", "answer": "a."}, UA),
+    "system_field": ({"system": "You coach.", "question": "q?", "answer": "a."}, ["system", *UA]),
+    "content_parts": (
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                {"role": "assistant", "content": "yo"},
+            ]
+        },
+        UA,
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_every_shape_normalizes_to_chatml(shape: str) -> None:
+    record, roles = SHAPES[shape]
+    assert _roles(record) == roles
+    assert all(
+        isinstance(m["content"], str) and m["content"] for m in normalize_messages(record, OPTS)
+    )
+
+
+def test_alpaca_input_is_appended_to_the_instruction() -> None:
+    out = normalize_messages(SHAPES["alpaca"][0], OPTS)
+    assert out[0]["content"] == "Summarize\n\nlong text" and out[1]["content"] == "short"
+
+
+@pytest.mark.parametrize(("source_role", "chatml_role"), sorted(ROLE_TABLE.items()))
+def test_role_table_maps_every_source_role(source_role: str, chatml_role: str) -> None:
+    record = {
+        "conversations": [
+            {"from": source_role.upper(), "value": "x"},
+            {"from": "human", "value": "y"},
+        ]
+    }
+    assert _roles(record)[0] == chatml_role
+
+
+def test_strip_and_default_system_prompt() -> None:
+    record = SHAPES["chatml"][0]
+    assert _roles(record, NormalizeOptions(system_prompt="strip")) == UA
+    injected = normalize_messages(
+        SHAPES["prompt_response"][0], NormalizeOptions(default_system_prompt="Be brief.")
+    )
+    assert injected[0] == {"role": "system", "content": "Be brief."}
+    kept = normalize_messages(record, NormalizeOptions(default_system_prompt="Be brief."))
+    assert kept[0]["content"] == "Be kind."
+
+
+REASONS = {
+    "unknown_shape": {"text": "no recognizable keys"},
+    "unknown_shape_not_object": ["a", "list"],
+    "unknown_role": {"messages": [{"role": "narrator", "content": "x"}]},
+    "empty_turn": {"conversations": [{"from": "human", "value": "  "}]},
+    "non_string_content": {"messages": [{"role": "user", "content": 42}]},
+    "empty_conversation": {"messages": [{"role": "system", "content": "only system"}]},
+    "empty_conversation_list": {"messages": []},
+}
+
+
+@pytest.mark.parametrize("case", sorted(REASONS))
+def test_every_quarantine_reason(case: str) -> None:
+    with pytest.raises(InvalidRecordError) as exc:
+        normalize_messages(REASONS[case], OPTS)
+    expected = case.removesuffix("_not_object").removesuffix("_list")
+    assert exc.value.reason == expected
