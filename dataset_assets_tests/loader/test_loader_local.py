@@ -159,3 +159,16 @@ def test_cache_stays_within_its_size_limit(local: tuple[Dataset, Path], tmp_path
     list(S3DatasetLoader(path, cache_dir=tmp_path / "cache", cache_limit_bytes=limit))
     cached = list((tmp_path / "cache").glob("*.jsonl"))
     assert cached and sum(p.stat().st_size for p in cached) <= limit
+
+
+def test_damaged_cache_entry_is_discarded_and_refetched(
+    local: tuple[Dataset, Path], tmp_path: Path
+) -> None:
+    ds, path = local
+    loader = S3DatasetLoader(path, split="val", cache_dir=tmp_path / "cache", shuffle=False)
+    first = ids(loader)
+    shard = ds.manifest.split_shards("val")[0]
+    cached = tmp_path / "cache" / f"{shard.sha256}.jsonl"
+    cached.write_bytes(cached.read_bytes().replace(b"question", b"qUestion", 1))
+    assert ids(loader) == first
+    assert cached.read_bytes() == (path.parent / shard.key).read_bytes()
