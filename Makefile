@@ -36,6 +36,7 @@ test-deps:
 check: setup
 	$(BIN)/ruff check dataset_assets dataset_assets_tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy --strict dataset_assets/core dataset_assets/storage dataset_assets/loader dataset_assets/pipeline
 	$(BIN)/lint-imports
 	$(BIN)/dagster definitions validate -m dataset_assets.definitions
 

@@ -20,6 +20,7 @@ from dataset_assets.pipeline.compile import CompileResult
 from dataset_assets.pipeline.export import file_entry
 from dataset_assets.pipeline.manifest import publish_manifest
 from dataset_assets.pipeline.shards import ShardStream, publish_shards, shard_entry
+from dataset_assets.storage import Publisher
 
 _SHARDS = TypeAdapter(list[ShardEntry])
 
@@ -36,56 +37,56 @@ class S3PublishIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         cfg = self.dataset.load()
         store = self.s3.store_for(cfg)
-        run_id = context.run_id or ""
-        meta: dict[str, Any]
         if isinstance(obj, CompileResult):
             ref = obj.model_dump_json().encode()
-            meta = {"dagster/row_count": obj.counts.published_records}
+            meta: dict[str, Any] = {"dagster/row_count": obj.counts.published_records}
         elif isinstance(obj, ShardStream):
-            with make_publisher(cfg, store, run_id) as publisher:
-                published = publish_shards(obj, publisher)
-            entries = [shard_entry(obj.split, p) for p in published]
-            ref = _SHARDS.dump_json(entries)
-            meta = {
-                "dagster/uri": store.uri(f"{cfg.prefix}/{obj.split}/"),
-                "dagster/row_count": sum(e.records for e in entries),
-                "shards": len(entries),
-                "bytes": sum(e.bytes for e in entries),
-                "uploaded": sum(p.uploaded for p in published),
-                "peak_staged_bytes": publisher.peak_staged_bytes,
-                "shard_table": dg.MetadataValue.md(_shard_table(entries)),
-            }
+            ref, meta = self._publish_shards(obj, make_publisher(cfg, store, context.run_id))
+            meta["dagster/uri"] = store.uri(f"{cfg.prefix}/{obj.split}/")
         elif isinstance(obj, StagedFile | StreamedFile):
-            with make_publisher(cfg, store, run_id) as publisher:
-                published = (
-                    publisher.publish(obj)
-                    if isinstance(obj, StagedFile)
-                    else publisher.publish_stream(obj)
-                )
-            entry = file_entry(published)
-            ref = entry.model_dump_json().encode()
-            meta = {
-                "dagster/uri": entry.uri,
-                "dagster/row_count": entry.records,
-                "bytes": entry.bytes,
-                "sha256": entry.sha256,
-                "uploaded": published.uploaded,
-            }
+            ref, meta = self._publish_file(obj, make_publisher(cfg, store, context.run_id))
         elif isinstance(obj, Manifest):
-            uri = publish_manifest(store, obj, cfg.manifest_path)
-            ref = obj.to_json()
-            meta = {
-                "dagster/uri": uri,
-                "build_id": obj.build_id,
-                "local_copy": dg.MetadataValue.path(str(cfg.manifest_path)),
-                "dagster/row_count": obj.counts.published_records,
-                "shards": len(obj.shards),
-                "bytes": sum(s.bytes for s in obj.shards),
-            }
+            ref, meta = obj.to_json(), _manifest_metadata(obj)
+            meta["dagster/uri"] = publish_manifest(store, obj, cfg.manifest_path)
+            meta["local_copy"] = dg.MetadataValue.path(str(cfg.manifest_path))
         else:
             raise TypeError(f"S3PublishIOManager cannot publish {type(obj).__name__}")
         store.put_bytes(self._ref_key(cfg.prefix, context), ref, content_type="application/json")
         context.add_output_metadata(meta)
+
+    @staticmethod
+    def _publish_shards(stream: ShardStream, publisher: Publisher) -> tuple[bytes, dict[str, Any]]:
+        with publisher:
+            published = publish_shards(stream, publisher)
+        entries = [shard_entry(stream.split, p) for p in published]
+        meta = {
+            "dagster/row_count": sum(e.records for e in entries),
+            "shards": len(entries),
+            "bytes": sum(e.bytes for e in entries),
+            "uploaded": sum(p.uploaded for p in published),
+            "peak_staged_bytes": publisher.peak_staged_bytes,
+            "shard_table": dg.MetadataValue.md(_shard_table(entries)),
+        }
+        return _SHARDS.dump_json(entries), meta
+
+    @staticmethod
+    def _publish_file(
+        obj: StagedFile | StreamedFile, publisher: Publisher
+    ) -> tuple[bytes, dict[str, Any]]:
+        with publisher:
+            if isinstance(obj, StagedFile):
+                published = publisher.publish(obj)
+            else:
+                published = publisher.publish_stream(obj)
+        entry = file_entry(published)
+        meta = {
+            "dagster/uri": entry.uri,
+            "dagster/row_count": entry.records,
+            "bytes": entry.bytes,
+            "sha256": entry.sha256,
+            "uploaded": published.uploaded,
+        }
+        return entry.model_dump_json().encode(), meta
 
     def load_input(self, context: dg.InputContext) -> Any:
         cfg = self.dataset.load()
@@ -99,6 +100,16 @@ class S3PublishIOManager(dg.ConfigurableIOManager):
         if name == "manifest":
             return Manifest.from_json(data)
         return FileEntry.model_validate(orjson.loads(data))
+
+
+def _manifest_metadata(m: Manifest) -> dict[str, Any]:
+    return {
+        "build_id": m.build_id,
+        "dagster/row_count": m.counts.published_records,
+        "shards": len(m.shards),
+        "bytes": sum(s.bytes for s in m.shards),
+        "per_split": dg.MetadataValue.json(m.counts.per_split),
+    }
 
 
 def _shard_table(entries: list[ShardEntry]) -> str:
