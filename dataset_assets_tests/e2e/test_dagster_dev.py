@@ -36,8 +36,6 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).parent / "dagster"
-# The Definitions under test; overridable to run this test against another definitions file.
-DEFS_FILE = os.environ.get("DATASET_ASSETS_E2E_DEFS_FILE")
 T = TypeVar("T")
 
 
@@ -67,8 +65,8 @@ class DagsterDev:
     def __init__(self, project: Path, home: Path, env: dict[str, str]) -> None:
         self.port = free_port()
         self.log = home / "dagster-dev.log"
-        target = ["-f", DEFS_FILE] if DEFS_FILE else ["-m", "dataset_assets.definitions"]
-        cmd = [str(DAGSTER), "dev", "-h", "127.0.0.1", "-p", str(self.port), *target]
+        cmd = [str(DAGSTER), "dev", "-h", "127.0.0.1", "-p", str(self.port)]
+        cmd += ["-m", "dataset_assets.definitions"]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 cmd, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
