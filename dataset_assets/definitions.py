@@ -9,42 +9,23 @@
 """
 
 import os
+from collections.abc import Mapping
+from pathlib import Path
 
 import dagster as dg
 
+from dataset_assets.core.config import load_config
 from dataset_assets.defs import compile as compile_defs
 from dataset_assets.defs import migration as migration_defs
 from dataset_assets.defs import sensors as sensor_defs
 from dataset_assets.defs.io_manager import S3PublishIOManager
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
-from dataset_assets.local_env import LOCAL_ACCESS_KEY, LOCAL_ENDPOINT, LOCAL_REGION, LOCAL_SECRET_KEY
-
-ENVIRONMENTS = ("local", "aws")
+from dataset_assets.environments import s3_settings
 
 
-def object_store_resource(env: str) -> ObjectStoreResource:
-    if env == "local":
-        return ObjectStoreResource(
-            endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3", LOCAL_ENDPOINT),
-            region=os.environ.get("AWS_REGION", LOCAL_REGION),
-            access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", LOCAL_ACCESS_KEY),
-            secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", LOCAL_SECRET_KEY),
-        )
-    if env == "aws":
-        return ObjectStoreResource(
-            request_checksum_calculation=os.environ.get(  # type: ignore[arg-type]
-                "DATASET_ASSETS_REQUEST_CHECKSUM_CALCULATION", "when_supported"
-            ),
-            response_checksum_validation=os.environ.get(  # type: ignore[arg-type]
-                "DATASET_ASSETS_RESPONSE_CHECKSUM_VALIDATION", "when_supported"
-            ),
-        )
-    raise ValueError(f"DATASET_ASSETS_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env!r}")
-
-
-def make_resources(env: str, config_path: str) -> dict[str, object]:
+def make_resources(environ: Mapping[str, str], config_path: str) -> dict[str, object]:
     dataset = DatasetConfigResource(config_path=config_path)
-    s3 = object_store_resource(env)
+    s3 = ObjectStoreResource.from_settings(s3_settings(environ))
     return {
         "dataset": dataset,
         "s3": s3,
@@ -54,11 +35,18 @@ def make_resources(env: str, config_path: str) -> dict[str, object]:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    env = os.environ.get("DATASET_ASSETS_ENV", "local")
     config_path = os.environ.get("DATASET_ASSETS_CONFIG", "dataset.yaml")
     return dg.Definitions.merge(
         compile_defs.build_defs(),
-        sensor_defs.build_defs(),
+        sensor_defs.build_defs(_sensor_interval(Path(config_path))),
         migration_defs.build_defs(),
-        dg.Definitions(resources=make_resources(env, config_path)),
+        dg.Definitions(resources=make_resources(os.environ, config_path)),
     )
+
+
+def _sensor_interval(config_path: Path) -> int:
+    """The rebuild sensor's poll interval from the config; a missing config file keeps the
+    default (the sensor's tick then fails with the config error, visible in the UI)."""
+    if not config_path.exists():
+        return sensor_defs.DEFAULT_MINIMUM_INTERVAL_SECONDS
+    return load_config(config_path).sensor.minimum_interval_seconds

@@ -10,7 +10,9 @@ from dataset_assets.core.sample import sample_config, write_sample
 from dataset_assets.storage import S3ObjectStore, S3Settings
 
 
-def write_build_config(tmp: Path, bucket: str, records_per_family: int = 200, **overrides: Any) -> Path:
+def write_build_config(
+    tmp: Path, bucket: str, records_per_family: int = 200, **overrides: Any
+) -> Path:
     """Sample sources under ``tmp/data/generated`` and a ``tmp/dataset.yaml`` reading them."""
     write_sample(tmp / "data" / "generated", records_per_family=records_per_family)
     data: dict[str, Any] = {
@@ -27,7 +29,9 @@ def write_build_config(tmp: Path, bucket: str, records_per_family: int = 200, **
     return path
 
 
-def config_and_store(config_path: Path, settings: S3Settings) -> tuple[DatasetConfig, S3ObjectStore]:
+def config_and_store(
+    config_path: Path, settings: S3Settings
+) -> tuple[DatasetConfig, S3ObjectStore]:
     cfg = load_config(config_path)
     store = S3ObjectStore(cfg.bucket, settings, part_size=cfg.part_size)
     store.ensure_bucket()

@@ -5,8 +5,8 @@ Every command calls the same library code as the Dagster assets.
 
 import typer
 
-from dataset_assets.cli.local import local_s3_app, run
 from dataset_assets.cli.inspect import inspect
+from dataset_assets.cli.local import local_s3_app, run
 from dataset_assets.cli.migrate import migrate
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)

@@ -1,6 +1,7 @@
 """``dataset-assets inspect``: a summary of a manifest (local copy or s3://)."""
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -43,7 +44,9 @@ def print_manifest_summary(manifest: Manifest, source: str) -> None:
 
 
 def inspect(
-    manifest_path: Path = typer.Argument(Path(".local/manifest.json"), help="local manifest copy"),
+    manifest_path: Annotated[Path, typer.Argument(help="local manifest copy")] = Path(
+        ".local/manifest.json"
+    ),
 ) -> None:
     """Print a summary of a published build from its manifest."""
     manifest = Manifest.from_json(manifest_path.read_bytes(), str(manifest_path))

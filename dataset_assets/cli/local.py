@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 import yaml
@@ -10,7 +11,7 @@ from rich.console import Console
 from dataset_assets.core.config import load_config
 from dataset_assets.core.sample import sample_config, write_sample
 from dataset_assets.core.sources import expand_local
-from dataset_assets.local_env import (
+from dataset_assets.environments import (
     LOCAL_ACCESS_KEY,
     LOCAL_S3_PORT,
     LOCAL_SECRET_KEY,
@@ -71,17 +72,16 @@ def ensure_sample_sources(config_path: Path) -> None:
 
 
 def run(
-    config: Path = typer.Option(DEFAULT_CONFIG, help="dataset config file"),
-    keep_s3: bool = typer.Option(True, help="leave the local S3 server running afterwards"),
+    config: Annotated[Path, typer.Option(help="dataset config file")] = DEFAULT_CONFIG,
+    keep_s3: Annotated[bool, typer.Option(help="leave the local S3 server running")] = True,
 ) -> None:
     """Materialize every dataset asset on the embedded default (local S3 + local Dagster home)."""
     import dagster as dg
 
     from dataset_assets.cli.inspect import print_manifest_summary
     from dataset_assets.core.manifest import Manifest
-    from dataset_assets.defs.assets import COMPILE_ASSETS
-    from dataset_assets.defs.checks import COMPILE_CHECKS
     from dataset_assets.definitions import make_resources
+    from dataset_assets.defs import compile as compile_defs
 
     project = Path.cwd()
     home = local_state_dir(project) / "dagster"
@@ -94,9 +94,12 @@ def run(
     console.print(f"local S3 at {server.endpoint_url}; DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
     try:
         with dg.DagsterInstance.get() as instance:
-            result = dg.materialize(
-                [*COMPILE_ASSETS, *COMPILE_CHECKS],
-                resources=make_resources("local", str(config)),
+            # The embedded default, whatever AWS_* variables the shell has.
+            resources = make_resources({"DATASET_ASSETS_ENV": "local"}, str(config))
+            defs = dg.Definitions.merge(
+                compile_defs.build_defs(), dg.Definitions(resources=resources)
+            )
+            result = defs.resolve_job_def("build_dataset").execute_in_process(
                 instance=instance,
                 raise_on_error=False,
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},

@@ -25,13 +25,14 @@ from dataset_assets.core.config import DatasetConfig, load_config
 from dataset_assets.core.errors import DatasetError
 from dataset_assets.core.layout import migrated_key, s3_uri
 from dataset_assets.core.migration import Candidate, Discovery, discover, format_bytes
+from dataset_assets.environments import s3_settings
 from dataset_assets.pipeline.migrate import (
     MigrationFailure,
     MigrationOutcome,
     MigrationReport,
     migrate_all,
 )
-from dataset_assets.storage import S3ObjectStore, S3Settings
+from dataset_assets.storage import S3ObjectStore
 
 console = Console()
 
@@ -46,7 +47,7 @@ def _with_data_dir(cfg: DatasetConfig, data_dir: Path | None) -> DatasetConfig:
 
 
 def _store_factory(cfg: DatasetConfig) -> S3ObjectStore:
-    store = S3ObjectStore(cfg.bucket, S3Settings.from_env(os.environ), part_size=cfg.part_size)
+    store = S3ObjectStore(cfg.bucket, s3_settings(os.environ), part_size=cfg.part_size)
     store.ensure_bucket()
     return store
 

@@ -5,7 +5,7 @@
     ├── InvalidRecordError          one input record cannot be parsed/normalized (has a ``reason``)
     ├── ManifestError               a manifest cannot be read, parsed or trusted
     ├── IntegrityError              bytes do not match their recorded sha256/size
-    ├── MigrationError              a local file cannot be migrated (symlink escape, changed file...)
+    ├── MigrationError              a local file cannot be migrated (symlink escape, ...)
     └── StorageError                anything the object store did wrong (translated in storage/)
         ├── ObjectNotFoundError     the key does not exist
         ├── PreconditionFailedError a conditional write lost (If-Match / If-None-Match)

@@ -2,9 +2,10 @@
 
 The ETag of an S3 object is the MD5 of its bytes for a single-part upload and
 ``md5(concat(md5(part_i)))-N`` for a multipart one (s3transfer goes multipart at
-``size >= multipart_threshold``, so a file of exactly one part size is ``md5(md5)-1``). The publisher uploads with
-``multipart_threshold == part_size``, so one pass over the bytes gives every piece of evidence the
-verifier compares against (DESIGN §5): size, sha256 and the expected ETag.
+``size >= multipart_threshold``, so a file of exactly one part size is ``md5(md5)-1``). The
+publisher uploads with ``multipart_threshold == part_size``, so one pass over the bytes gives
+every piece of evidence the verifier compares against (DESIGN §5): size, sha256 and the
+expected ETag.
 """
 
 import hashlib

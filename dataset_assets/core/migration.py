@@ -18,7 +18,7 @@ import orjson
 
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.errors import MigrationError
-from dataset_assets.core.watch import is_temporary_name
+from dataset_assets.core.sources import is_temporary_name
 
 QUARANTINE_DIR_NAMES = frozenset({"quarantine", "_quarantine"})
 # Substrings Dagster refuses in partition keys (dagster.core.definitions.partitions.utils).

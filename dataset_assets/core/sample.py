@@ -99,7 +99,7 @@ def write_sample(folder: Path, records_per_family: int = 200, seed: int = 0) -> 
         lines: list[bytes] = []
         for i in range(records_per_family):
             lines.append(orjson.dumps(_as_shape(_conversation(rng, i, family), shape)))
-        for i in range(max(1, records_per_family // 50)):
+        for _ in range(max(1, records_per_family // 50)):
             lines.append(lines[rng.randrange(records_per_family)])
         lines.append(b'{"messages": [{"role": "user", "content": "cut off')
         lines.append(orjson.dumps({"text": "a record with no conversation in it"}))

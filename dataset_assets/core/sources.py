@@ -87,19 +87,35 @@ def source_format(name: str) -> tuple[Format, Compression]:
     return fmt, compression
 
 
+TEMP_SUFFIXES: tuple[str, ...] = (".tmp", ".part", ".partial", ".crdownload", "~")
+
+
+def is_temporary_name(name: str) -> bool:
+    """True for names a writer uses before renaming into place (dotfiles, ``.tmp``, ``~``...)."""
+    return name.startswith(".") or name.endswith(TEMP_SUFFIXES)
+
+
+def local_source_paths(pattern: str) -> list[Path]:
+    """The source files one local family path names: a glob (``**`` recursive) or a folder.
+
+    Only source formats, never temporary names. The compile step and the rebuild sensor both
+    use this, so the sensor watches exactly what a build reads.
+    """
+    if Path(pattern).is_dir():
+        pattern = str(Path(pattern) / "**" / "*")
+    paths = (Path(m) for m in sorted(glob.glob(pattern, recursive=True)))
+    return [
+        p for p in paths if is_source_name(p.name) and not is_temporary_name(p.name) and p.is_file()
+    ]
+
+
 def expand_local(family: SourceFamily) -> list[SourceRef]:
     """Every local source file matched by the family's globs, sorted, with size + mtime."""
     refs: dict[str, SourceRef] = {}
     for pattern in family.paths:
         if pattern.startswith("s3://"):
             continue
-        matches = sorted(glob.glob(pattern, recursive=True))
-        if Path(pattern).is_dir():
-            matches = sorted(glob.glob(str(Path(pattern) / "**" / "*"), recursive=True))
-        for match in matches:
-            path = Path(match)
-            if not path.is_file() or not is_source_name(path.name):
-                continue
+        for path in local_source_paths(pattern):
             st = path.stat()
             refs[str(path)] = SourceRef(family.name, str(path), st.st_size, str(st.st_mtime_ns))
     return [refs[k] for k in sorted(refs)]

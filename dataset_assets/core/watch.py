@@ -8,25 +8,20 @@ in the cursor) or its mtime is already that old. S3 objects are complete once li
 atomic), so they are stable immediately. Temporary names never count.
 """
 
-import glob
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import orjson
 
+from dataset_assets.core.sources import local_source_paths
+
 CURSOR_VERSION = 1
-TEMP_SUFFIXES: tuple[str, ...] = (".tmp", ".part", ".partial", ".crdownload", "~")
 
 ChangeKind = Literal["added", "modified", "removed"]
-
-
-def is_temporary_name(name: str) -> bool:
-    """True for names a writer uses before renaming into place (dotfiles, ``.tmp``, ``~``...)."""
-    return name.startswith(".") or name.endswith(TEMP_SUFFIXES)
 
 
 @dataclass(frozen=True, order=True)
@@ -192,15 +187,6 @@ def _is_stable(fp: Fingerprint, entry: Pending, now: float, stable_seconds: floa
     return now - entry.first_seen >= stable_seconds
 
 
-def expand_local(pattern: str) -> Iterator[Path]:
-    """Files a local family path matches, exactly as the compile step expands it (``glob``,
-    ``**`` recursive), minus temporary names."""
-    for match in sorted(glob.iglob(pattern, recursive=True)):
-        path = Path(match)
-        if not is_temporary_name(path.name) and path.is_file():
-            yield path
-
-
 def fingerprint_local(path: Path) -> Fingerprint | None:
     """Fingerprint of a local file; ``None`` if it vanished while looking."""
     try:
@@ -219,7 +205,7 @@ def scan_local(patterns: Iterable[str]) -> list[Fingerprint]:
     """Fingerprints of every non-temporary file the local patterns name (deduplicated)."""
     found: dict[str, Fingerprint] = {}
     for pattern in patterns:
-        for path in expand_local(pattern):
+        for path in local_source_paths(pattern):
             fp = fingerprint_local(path)
             if fp is not None:
                 found[fp.path] = fp

@@ -1,6 +1,5 @@
 """Resources: the dataset config and the object store, shared by every asset, sensor and check."""
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +20,8 @@ class DatasetConfigResource(dg.ConfigurableResource):
 
 
 class ObjectStoreResource(dg.ConfigurableResource):
-    """An S3 or S3-compatible object store. Unset fields fall back to the AWS config chain."""
+    """An S3 or S3-compatible object store. Unset fields fall back to boto3's AWS config chain
+    (``definitions.py`` fills them from the selected environment)."""
 
     endpoint_url: str | None = None
     region: str | None = None
@@ -33,26 +33,38 @@ class ObjectStoreResource(dg.ConfigurableResource):
 
     _stores: dict[tuple[str, int], S3ObjectStore] = PrivateAttr(default_factory=dict)
 
+    @classmethod
+    def from_settings(cls, settings: S3Settings) -> "ObjectStoreResource":
+        return cls(
+            endpoint_url=settings.endpoint_url,
+            region=settings.region,
+            access_key_id=settings.access_key_id,
+            secret_access_key=settings.secret_access_key,
+            profile=settings.profile,
+            request_checksum_calculation=settings.request_checksum_calculation,
+            response_checksum_validation=settings.response_checksum_validation,
+        )
+
     def settings(self) -> S3Settings:
-        base = S3Settings.from_env(os.environ)
         return S3Settings(
-            endpoint_url=self.endpoint_url or base.endpoint_url,
-            region=self.region or base.region,
+            endpoint_url=self.endpoint_url,
+            region=self.region,
             access_key_id=self.access_key_id,
             secret_access_key=self.secret_access_key,
-            profile=self.profile or base.profile,
+            profile=self.profile,
             request_checksum_calculation=self.request_checksum_calculation,
             response_checksum_validation=self.response_checksum_validation,
         )
 
-    def store(self, bucket: str, part_size: int) -> S3ObjectStore:
+    def store(self, bucket: str, part_size: int, *, create: bool = False) -> S3ObjectStore:
         """One cached client per (bucket, part size) per process (boto3 sessions are slow)."""
         key = (bucket, part_size)
         if key not in self._stores:
-            store = S3ObjectStore(bucket, self.settings(), part_size=part_size)
-            store.ensure_bucket()
-            self._stores[key] = store
+            self._stores[key] = S3ObjectStore(bucket, self.settings(), part_size=part_size)
+        if create:
+            self._stores[key].ensure_bucket()
         return self._stores[key]
 
     def store_for(self, cfg: DatasetConfig) -> S3ObjectStore:
-        return self.store(cfg.bucket, cfg.part_size)
+        """The dataset bucket's store (the bucket is created if missing)."""
+        return self.store(cfg.bucket, cfg.part_size, create=True)

@@ -14,13 +14,13 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.layout import parse_s3_uri
+from dataset_assets.core.sources import is_source_name, is_temporary_name
 from dataset_assets.core.watch import (
     Fingerprint,
     WatchCursor,
     WatchResult,
     describe,
     fingerprint_s3,
-    is_temporary_name,
     observe,
     scan_local,
 )
@@ -42,7 +42,8 @@ def _scan_s3(cfg: DatasetConfig, s3: ObjectStoreResource, uris: list[str]) -> It
     for uri in uris:
         bucket, prefix = parse_s3_uri(uri)
         for info in s3.store(bucket, cfg.part_size).list(prefix):
-            if not is_temporary_name(info.key.rsplit("/", 1)[-1]):
+            name = info.key.rsplit("/", 1)[-1]
+            if is_source_name(name) and not is_temporary_name(name):
                 yield fingerprint_s3(bucket, info.key, info.size, info.etag)
 
 

@@ -1,4 +1,4 @@
-"""Assembling and publishing the manifest: immutable build copy, then the latest pointer, then local."""
+"""Assembling and publishing the manifest: immutable build copy, latest pointer, local copy."""
 
 import os
 from pathlib import Path
@@ -35,7 +35,7 @@ def assemble_manifest(
 
 
 def publish_manifest(store: S3ObjectStore, manifest: Manifest, local_path: Path) -> str:
-    """Publish ``manifests/{build_id}.json`` (immutable), then ``manifest.json``, then the local copy.
+    """Publish ``manifests/{build_id}.json`` (immutable), then ``manifest.json``, then locally.
 
     The latest pointer is replaced with a conditional write on the ETag read just before, so two
     builds cannot interleave: the loser gets PreconditionFailedError and must rerun. Returns the

@@ -249,8 +249,7 @@ class Publisher:
         except StorageError as exc:
             self._log(staged, "upload", "failed", f"existence check failed: {exc}")
             raise UploadFailedError(
-                f"publish to {self.store.uri(staged.key)} failed before "
-                f"upload: {exc}",
+                f"publish to {self.store.uri(staged.key)} failed before upload: {exc}",
                 key=staged.key,
             ) from exc
 

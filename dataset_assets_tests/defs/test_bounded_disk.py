@@ -14,11 +14,16 @@ SHARD = 64 * 1024
 K = 2
 
 
-def test_peak_staged_bytes_stay_within_k_plus_one_shards_and_export_is_multipart(tmp_path, seaweed) -> None:
+def test_peak_staged_bytes_stay_within_k_plus_one_shards_and_export_is_multipart(
+    tmp_path, seaweed
+) -> None:
     # ~2,500 records per family: > 20 train shards of 64 KiB and an export > 5 MiB (multipart).
     config_path = write_build_config(
-        tmp_path, f"bound-{uuid.uuid4().hex[:10]}", records_per_family=2500,
-        shard_size=SHARD, max_publishes_in_flight=K,
+        tmp_path,
+        f"bound-{uuid.uuid4().hex[:10]}",
+        records_per_family=2500,
+        shard_size=SHARD,
+        max_publishes_in_flight=K,
     )
     cfg, store = config_and_store(config_path, seaweed)
     result = dg.materialize(

@@ -11,14 +11,14 @@ from dataset_assets.core.hashing import digest_stream
 from dataset_assets.core.layout import latest_manifest_key
 from dataset_assets.core.manifest import Manifest
 from dataset_assets.defs.assets import COMPILE_ASSETS
-from dataset_assets.defs.checks import COMPILE_CHECKS
+from dataset_assets.defs.compile import BUILD_CHECKS
 from dataset_assets.storage import S3ObjectStore, S3Settings
 from dataset_assets_tests.builds import config_and_store, dagster_resources, write_build_config
 
 
 def _materialize(config_path: Path, settings: S3Settings) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [*COMPILE_ASSETS, *COMPILE_CHECKS],
+        [*COMPILE_ASSETS, *BUILD_CHECKS],
         resources=dagster_resources(config_path, settings),
         instance=dg.DagsterInstance.ephemeral(),
     )
@@ -33,7 +33,9 @@ def _object_sha256(store: S3ObjectStore, key: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-def built(tmp_path: Path, seaweed: S3Settings) -> tuple[Path, S3ObjectStore, dg.ExecuteInProcessResult]:
+def built(
+    tmp_path: Path, seaweed: S3Settings
+) -> tuple[Path, S3ObjectStore, dg.ExecuteInProcessResult]:
     config_path = write_build_config(tmp_path, f"e2e-{uuid.uuid4().hex[:12]}")
     cfg, store = config_and_store(config_path, seaweed)
     result = _materialize(config_path, seaweed)
@@ -62,7 +64,10 @@ def test_materialize_publishes_a_verified_dataset_and_leaves_no_local_copies(bui
     assert leftovers == []
 
     c = manifest.counts
-    assert c.input_records == c.published_records + c.exact_duplicates + c.near_duplicates + c.quarantined
+    assert (
+        c.input_records
+        == c.published_records + c.exact_duplicates + c.near_duplicates + c.quarantined
+    )
     assert sum(s.records for s in manifest.shards) == c.published_records == manifest.export.records
     # the sample holds 3 bad lines per family and ≥ 1 duplicate per family
     assert c.quarantined == 9
@@ -85,7 +90,9 @@ def test_materialize_publishes_a_verified_dataset_and_leaves_no_local_copies(bui
 
 def test_second_materialization_uploads_nothing_and_keeps_shard_keys(built, seaweed) -> None:
     config_path, store, first = built
-    first_manifest = Manifest.from_json((config_path.parent / ".local" / "manifest.json").read_bytes())
+    first_manifest = Manifest.from_json(
+        (config_path.parent / ".local" / "manifest.json").read_bytes()
+    )
     second = _materialize(config_path, seaweed)
     assert second.success
     for split in ("train", "val", "test"):
@@ -93,7 +100,9 @@ def test_second_materialization_uploads_nothing_and_keeps_shard_keys(built, seaw
         assert mats[0].metadata["uploaded"].value == 0
     export_meta = second.asset_materializations_for_node("compiled_export")[0].metadata
     assert export_meta["uploaded"].value is False
-    second_manifest = Manifest.from_json((config_path.parent / ".local" / "manifest.json").read_bytes())
+    second_manifest = Manifest.from_json(
+        (config_path.parent / ".local" / "manifest.json").read_bytes()
+    )
     assert [s.key for s in second_manifest.shards] == [s.key for s in first_manifest.shards]
     assert second_manifest.build_id == first_manifest.build_id
 
