@@ -17,9 +17,9 @@ from dataset_assets.core.staged import StagedFile, StreamedFile
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
 from dataset_assets.pipeline.build import make_publisher
 from dataset_assets.pipeline.compile import CompileResult
-from dataset_assets.pipeline.export import file_entry
+from dataset_assets.pipeline.entries import file_entry, shard_entry
 from dataset_assets.pipeline.manifest import publish_manifest
-from dataset_assets.pipeline.shards import ShardStream, publish_shards, shard_entry
+from dataset_assets.pipeline.shards import ShardStream, publish_shards
 from dataset_assets.storage import Publisher
 
 _SHARDS = TypeAdapter(list[ShardEntry])
@@ -77,7 +77,8 @@ class S3PublishIOManager(dg.ConfigurableIOManager):
             if isinstance(obj, StagedFile):
                 published = publisher.publish(obj)
             else:
-                published = publisher.publish_stream(obj)
+                # The export's key is fixed (seed layout): each build replaces it.
+                published = publisher.publish_stream(obj, overwrite=True)
         entry = file_entry(published)
         meta = {
             "dagster/uri": entry.uri,

@@ -9,9 +9,10 @@ from dataset_assets.core.manifest import Manifest, ShardEntry
 from dataset_assets.core.provenance import provenance_key
 from dataset_assets.core.staged import StagedFile
 from dataset_assets.pipeline.compile import CompileResult, compile_conversations
-from dataset_assets.pipeline.export import file_entry, publish_export
+from dataset_assets.pipeline.entries import file_entry, shard_entry
+from dataset_assets.pipeline.export import publish_export
 from dataset_assets.pipeline.manifest import assemble_manifest, publish_manifest
-from dataset_assets.pipeline.shards import publish_shards, shard_entry, stage_split_shards
+from dataset_assets.pipeline.shards import publish_shards, stage_split_shards
 from dataset_assets.storage import Journal, Publisher, S3ObjectStore
 
 

@@ -7,9 +7,7 @@ to upload it through boto3's transfer manager from a stream. Verification is the
 every other published file.
 """
 
-import io
 from collections import Counter
-from collections.abc import Iterator
 from typing import BinaryIO
 
 from dataset_assets.core.config import DatasetConfig
@@ -18,47 +16,19 @@ from dataset_assets.core.layout import SPLITS, export_key
 from dataset_assets.core.manifest import FileEntry
 from dataset_assets.core.spool import iter_spool_records, spool_path
 from dataset_assets.core.staged import StreamedFile
+from dataset_assets.core.streams import open_chunks
 from dataset_assets.pipeline.compile import CompileResult
-from dataset_assets.storage import PublishedObject, Publisher
-
-
-def file_entry(obj: PublishedObject) -> FileEntry:
-    return FileEntry(
-        key=obj.key,
-        uri=obj.uri,
-        bytes=obj.size,
-        sha256=obj.sha256,
-        records=obj.records,
-        families=obj.families,
-    )
-
-
-class _RecordStream(io.RawIOBase):
-    """The export's bytes: the train, val and test spools' records, concatenated."""
-
-    def __init__(self, result: CompileResult) -> None:
-        self._lines: Iterator[tuple[bytes, str]] = (
-            rec for split in SPLITS for rec in iter_spool_records(spool_path(result.spool, split))
-        )
-        self._buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: "bytearray | memoryview") -> int:  # type: ignore[override]
-        while not self._buf:
-            nxt = next(self._lines, None)
-            if nxt is None:
-                return 0
-            self._buf = nxt[0]
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
+from dataset_assets.pipeline.entries import file_entry
+from dataset_assets.storage import Publisher
 
 
 def open_export_stream(result: CompileResult) -> BinaryIO:
-    return io.BufferedReader(_RecordStream(result), buffer_size=1 << 20)
+    """The export's bytes: the train, val and test spools' records, concatenated."""
+    return open_chunks(
+        record
+        for split in SPLITS
+        for record, _family in iter_spool_records(spool_path(result.spool, split))
+    )
 
 
 def prepare_export(cfg: DatasetConfig, result: CompileResult, publisher: Publisher) -> StreamedFile:
@@ -83,4 +53,6 @@ def prepare_export(cfg: DatasetConfig, result: CompileResult, publisher: Publish
 
 def publish_export(cfg: DatasetConfig, result: CompileResult, publisher: Publisher) -> FileEntry:
     """Hash the export, upload it as a stream, verify it; returns its manifest entry."""
-    return file_entry(publisher.publish_stream(prepare_export(cfg, result, publisher)))
+    return file_entry(
+        publisher.publish_stream(prepare_export(cfg, result, publisher), overwrite=True)
+    )

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.layout import shard_key
-from dataset_assets.core.manifest import ShardEntry
 from dataset_assets.core.shards import write_shards
 from dataset_assets.core.spool import iter_spool_records, spool_path
 from dataset_assets.core.staged import StagedFile
@@ -39,20 +38,6 @@ def stage_split_shards(
         shard_size=cfg.shard_size,
         part_size=cfg.part_size,
         key_for=lambda sid: shard_key(cfg.prefix, split, sid),
-    )
-
-
-def shard_entry(split: str, obj: PublishedObject) -> ShardEntry:
-    sid = obj.key.rsplit("/", 1)[-1].removesuffix(".jsonl")
-    return ShardEntry(
-        key=obj.key,
-        uri=obj.uri,
-        bytes=obj.size,
-        sha256=obj.sha256,
-        records=obj.records,
-        families=obj.families,
-        split=split,
-        shard_id=sid,
     )
 
 

@@ -1,7 +1,6 @@
 """Listing and opening source files, local or in S3 (compressed files are decoded later, by
 :func:`dataset_assets.core.sources.iter_source_items`, from the file name)."""
 
-import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -10,29 +9,8 @@ from dataset_assets.core.config import SourceFamily
 from dataset_assets.core.errors import ConfigError
 from dataset_assets.core.layout import parse_s3_uri
 from dataset_assets.core.sources import SourceRef, expand_local, is_source_name
+from dataset_assets.core.streams import open_chunks
 from dataset_assets.storage import S3ObjectStore
-
-
-class _ChunkStream(io.RawIOBase):
-    """A readable raw stream over an iterator of byte chunks."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: "bytearray | memoryview") -> int:  # type: ignore[override]
-        while not self._buf:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._buf = chunk
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
 
 
 def list_sources(family: SourceFamily, store: S3ObjectStore | None) -> list[SourceRef]:
@@ -59,7 +37,7 @@ def open_source(ref: SourceRef, store: S3ObjectStore | None) -> Iterator[BinaryI
     if ref.uri.startswith("s3://"):
         assert store is not None  # list_sources refused S3 sources without a store
         _, key = parse_s3_uri(ref.uri)
-        stream = io.BufferedReader(_ChunkStream(store.iter_bytes(key)), buffer_size=1 << 20)
+        stream = open_chunks(store.iter_bytes(key))
         try:
             yield stream
         finally:

@@ -157,29 +157,10 @@ class Publisher:
         try:
             digest = self._digest_for_upload(staged)
             self._log(staged, "stage", "ok", str(staged.path))
-            existing = self._existing(staged)
-            if existing is not None:
-                try:
-                    mismatches = self._check(staged, existing, digest)
-                except StorageError as exc:
-                    self._log(staged, "skip", "failed", f"reading existing object: {exc}")
-                    raise VerificationError(
-                        staged.key, "existing object", "readable object", str(exc)
-                    ) from exc
-                if not mismatches:
-                    self._log(staged, "skip", "ok", "identical object already published")
-                    self._delete_local(staged)
-                    return self._result(staged, existing, uploaded=False)
-                if not overwrite:
-                    first = mismatches[0]
-                    self._log(
-                        staged,
-                        "skip",
-                        "failed",
-                        f"key exists with different bytes; refusing to overwrite "
-                        f"({first.field}: expected {first.expected}, got {first.actual})",
-                    )
-                    raise VerificationError(staged.key, first.field, first.expected, first.actual)
+            already = self._already_published(staged, digest, overwrite=overwrite)
+            if already is not None:
+                self._delete_local(staged)
+                return already
             self._upload(staged, digest)
             info = self._verify(staged, digest)
             self._delete_local(staged)
@@ -198,12 +179,13 @@ class Publisher:
         verify mode) without uploading or deleting anything; raises VerificationError."""
         return self._verify(staged, self._digest_for_upload(staged))
 
-    def publish_stream(self, streamed: StreamedFile) -> PublishedObject:
+    def publish_stream(self, streamed: StreamedFile, *, overwrite: bool = False) -> PublishedObject:
         """Publish a file from a re-openable stream (the export): no local copy is staged.
 
         ``streamed.digest`` must have been computed with the part size s3transfer will use
         (``store.upload_part_size(size)``); the stream is uploaded with that part size, then
-        verified exactly like a staged file. Identical bytes already under the key: no upload.
+        verified exactly like a staged file. Identical bytes already under the key: no upload;
+        different bytes: VerificationError unless ``overwrite``.
         """
         digest = streamed.digest
         expected_part = self.store.upload_part_size(digest.size)
@@ -212,12 +194,9 @@ class Publisher:
                 f"digest of {streamed.key} uses part size {digest.part_size}, "
                 f"the upload needs {expected_part}"
             )
-        existing = self._existing(streamed)
-        if existing is not None:
-            mismatches = self._check(streamed, existing, digest)
-            if not mismatches:
-                self._log(streamed, "skip", "ok", "identical object already published")
-                return self._result(streamed, existing, uploaded=False)
+        already = self._already_published(streamed, digest, overwrite=overwrite)
+        if already is not None:
+            return already
         try:
             with streamed.open() as stream:
                 self.store.upload_fileobj(stream, streamed.key, digest)
@@ -229,6 +208,36 @@ class Publisher:
         self._log(streamed, "upload", "ok", "streamed")
         info = self._verify(streamed, digest)
         return self._result(streamed, info, uploaded=True)
+
+    def _already_published(
+        self, item: Publishable, digest: Digest, *, overwrite: bool
+    ) -> PublishedObject | None:
+        """The verified existing object when the key already holds these bytes; None when the
+        key is free (or may be overwritten); VerificationError when it holds other bytes."""
+        existing = self._existing(item)
+        if existing is None:
+            return None
+        try:
+            mismatches = self._check(item, existing, digest)
+        except StorageError as exc:
+            self._log(item, "skip", "failed", f"reading existing object: {exc}")
+            raise VerificationError(
+                item.key, "existing object", "readable object", str(exc)
+            ) from exc
+        if not mismatches:
+            self._log(item, "skip", "ok", "identical object already published")
+            return self._result(item, existing, uploaded=False)
+        if overwrite:
+            return None
+        first = mismatches[0]
+        self._log(
+            item,
+            "skip",
+            "failed",
+            f"key exists with different bytes; refusing to overwrite "
+            f"({first.field}: expected {first.expected}, got {first.actual})",
+        )
+        raise VerificationError(item.key, first.field, first.expected, first.actual)
 
     def _digest_for_upload(self, staged: StagedFile) -> Digest:
         """The staged digest, re-hashed only if s3transfer will use another part size."""

@@ -119,3 +119,25 @@ def test_invalid_config_fails_before_any_byte_is_written(tmp_path, seaweed) -> N
     failure = result.get_step_failure_events()[0]
     assert "train + val + test must be 1.0" in failure.event_specific_data.error.cause.message
     assert not (tmp_path / ".local").exists()
+
+
+def test_rebuild_with_new_data_replaces_export_and_latest_manifest_keeps_old_build(
+    built, seaweed
+) -> None:
+    config_path, store, _ = built
+    local = config_path.parent / ".local" / "manifest.json"
+    first = Manifest.from_json(local.read_bytes())
+    extra = config_path.parent / "data" / "generated" / "coding_help-extra.jsonl"
+    extra.write_bytes(
+        b'{"messages": [{"role": "user", "content": "a brand new question"},'
+        b' {"role": "assistant", "content": "a brand new answer"}]}\n'
+    )
+    assert _materialize(config_path, seaweed).success
+    second = Manifest.from_json(local.read_bytes())
+    assert second.build_id != first.build_id
+    assert second.counts.published_records == first.counts.published_records + 1
+    assert Manifest.from_json(store.get_bytes(latest_manifest_key(second.prefix))) == second
+    old = store.get_bytes(f"{first.prefix}/manifests/{first.build_id}.json")
+    assert Manifest.from_json(old) == first
+    assert second.export is not None
+    assert _object_sha256(store, second.export.key) == (second.export.bytes, second.export.sha256)
