@@ -45,9 +45,13 @@ test: setup test-deps check
 	$(BIN)/pytest
 	bash scripts/check-loader-without-dagster.sh
 
+## bench: every benchmark, peers side by side (takes ~30 min; see README "Benchmarks")
 bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/bench_publish.py
+	$(BIN)/python bench/bench_loader.py
+	$(BIN)/python bench/bench_dedup.py
+	$(BIN)/python bench/bench_memory.py --sizes-gb 1 4
 
 clean:
 	-$(BIN)/dataset-assets local-s3 stop
