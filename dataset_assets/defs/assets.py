@@ -7,7 +7,7 @@ from dataset_assets.core.manifest import FileEntry, Manifest, ShardEntry
 from dataset_assets.core.staged import StagedFile, StreamedFile
 from dataset_assets.defs.quality import QUALITY_ASSETS
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
-from dataset_assets.pipeline.build import make_publisher, stage_quarantine
+from dataset_assets.pipeline.build import stage_quarantine
 from dataset_assets.pipeline.compile import CompileResult, compile_conversations
 from dataset_assets.pipeline.export import prepare_export
 from dataset_assets.pipeline.manifest import assemble_manifest
@@ -82,8 +82,7 @@ def compiled_export(
     """All conversations in one file (final_training_dataset.jsonl), streamed to S3 from the
     spool without a local copy, then verified."""
     cfg = dataset.load()
-    with make_publisher(cfg, s3.store_for(cfg)) as publisher:
-        return prepare_export(cfg, conversations, publisher)
+    return prepare_export(cfg, conversations, s3.store_for(cfg))
 
 
 @dg.asset(

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 from dataset_assets.core.manifest import FileEntry, Manifest, ShardEntry
 from dataset_assets.core.staged import StagedFile, StreamedFile
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
-from dataset_assets.pipeline.build import make_publisher
+from dataset_assets.pipeline.build import make_publisher, publish_journal
 from dataset_assets.pipeline.compile import CompileResult
 from dataset_assets.pipeline.entries import file_entry, shard_entry
 from dataset_assets.pipeline.manifest import publish_manifest
@@ -49,6 +49,7 @@ class S3PublishIOManager(dg.ConfigurableIOManager):
             ref, meta = obj.to_json(), _manifest_metadata(obj)
             meta["dagster/uri"] = publish_manifest(store, obj, cfg.manifest_path)
             meta["local_copy"] = dg.MetadataValue.path(str(cfg.manifest_path))
+            meta["journal"] = publish_journal(store, cfg, obj, context.run_id)
         else:
             raise TypeError(f"S3PublishIOManager cannot publish {type(obj).__name__}")
         store.put_bytes(self._ref_key(cfg.prefix, context), ref, content_type="application/json")

@@ -19,7 +19,7 @@ from dataset_assets.core.staged import StreamedFile
 from dataset_assets.core.streams import open_chunks
 from dataset_assets.pipeline.compile import CompileResult
 from dataset_assets.pipeline.entries import file_entry
-from dataset_assets.storage import Publisher
+from dataset_assets.storage import Publisher, S3ObjectStore
 
 
 def open_export_stream(result: CompileResult) -> BinaryIO:
@@ -31,11 +31,11 @@ def open_export_stream(result: CompileResult) -> BinaryIO:
     )
 
 
-def prepare_export(cfg: DatasetConfig, result: CompileResult, publisher: Publisher) -> StreamedFile:
+def prepare_export(cfg: DatasetConfig, result: CompileResult, store: S3ObjectStore) -> StreamedFile:
     """Hash the export (first pass over the spool) so it can be uploaded as a stream."""
     with open_export_stream(result) as stream:
         digest = digest_stream(stream, cfg.part_size)
-    part_size = publisher.store.upload_part_size(digest.size)
+    part_size = store.upload_part_size(digest.size)
     if part_size != digest.part_size:  # > 10,000 parts: s3transfer needs bigger parts
         with open_export_stream(result) as stream:
             digest = digest_stream(stream, part_size)
@@ -54,5 +54,5 @@ def prepare_export(cfg: DatasetConfig, result: CompileResult, publisher: Publish
 def publish_export(cfg: DatasetConfig, result: CompileResult, publisher: Publisher) -> FileEntry:
     """Hash the export, upload it as a stream, verify it; returns its manifest entry."""
     return file_entry(
-        publisher.publish_stream(prepare_export(cfg, result, publisher), overwrite=True)
+        publisher.publish_stream(prepare_export(cfg, result, publisher.store), overwrite=True)
     )

@@ -53,6 +53,13 @@ def test_materialize_publishes_a_verified_dataset_and_leaves_no_local_copies(bui
     assert store.get_bytes(latest_manifest_key(manifest.prefix)) == local_manifest.read_bytes()
     assert store.exists(f"{manifest.prefix}/manifests/{manifest.build_id}.json")
 
+    journal_keys = [o.key for o in store.list(f"{manifest.prefix}/builds/{manifest.build_id}/")]
+    assert len(journal_keys) == 1 and "journal-" in journal_keys[0]
+    journal = [orjson.loads(line) for line in store.get_bytes(journal_keys[0]).splitlines()]
+    verified = {e["key"] for e in journal if e["step"] == "verify" and e["outcome"] == "ok"}
+    assert {s.key for s in manifest.shards} <= verified
+    assert all(e["run_id"] == result.run_id for e in journal)
+
     files = [*manifest.shards, manifest.export, manifest.quarantine]
     for entry in files:
         assert entry is not None
