@@ -60,3 +60,8 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 def quarantine_key(prefix: str, sha256: str) -> str:
     """Content-addressed quarantine file of a build."""
     return _join(prefix, "quarantine", f"quarantine-{sha256[:12]}.jsonl")
+
+
+def provenance_key(prefix: str, sha256: str) -> str:
+    """Content-addressed provenance sidecar of a build (content_hash → family, source, line)."""
+    return _join(prefix, "provenance", f"provenance-{sha256[:12]}.jsonl.zst")

@@ -16,11 +16,6 @@ import zstandard
 PROVENANCE_NAME = "provenance.jsonl.zst"
 
 
-def provenance_key(prefix: str, sha256: str) -> str:
-    """Content-addressed provenance sidecar of a build, next to the manifests."""
-    return f"{prefix.strip('/')}/provenance/provenance-{sha256[:12]}.jsonl.zst"
-
-
 class ProvenanceWriter:
     """Streams provenance lines into a zstd-compressed local file."""
 

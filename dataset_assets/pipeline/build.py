@@ -5,9 +5,8 @@ from pathlib import Path
 
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.hashing import digest_file
-from dataset_assets.core.layout import SPLITS, build_sidecar_key, quarantine_key
+from dataset_assets.core.layout import SPLITS, build_sidecar_key, provenance_key, quarantine_key
 from dataset_assets.core.manifest import Manifest, ShardEntry
-from dataset_assets.core.provenance import provenance_key
 from dataset_assets.core.staged import StagedFile
 from dataset_assets.pipeline.compile import CompileResult, compile_conversations
 from dataset_assets.pipeline.entries import file_entry, shard_entry
