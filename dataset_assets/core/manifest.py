@@ -93,9 +93,30 @@ class Manifest(_Model):
             raise ManifestError(f"{source} is not a valid manifest: {exc}") from exc
 
 
-def compute_build_id(config_digest: str, files: list[FileEntry]) -> str:
-    """Deterministic build id from what was built: same inputs + config → same id."""
-    h = hashlib.sha256(config_digest.encode())
-    for entry in sorted(files, key=lambda e: e.key):
-        h.update(f"\n{entry.key}\t{entry.sha256}\t{entry.bytes}".encode())
-    return h.hexdigest()[:16]
+def with_build_id(manifest: Manifest) -> Manifest:
+    """The manifest with ``build_id`` derived from everything else in it (files, counts, inputs,
+    config): identical builds get the same id, any difference gives another one."""
+    body = manifest.model_dump(mode="json", exclude={"build_id"})
+    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return manifest.model_copy(update={"build_id": digest[:16]})
+
+
+def check_consistent(manifest: Manifest) -> None:
+    """Refuse a manifest whose files disagree with its counts (before anything is published)."""
+    c = manifest.counts
+    problems = []
+    for split in SPLITS:
+        in_shards = manifest.split_records(split)
+        if in_shards != c.per_split.get(split, 0):
+            problems.append(
+                f"{split}: shards hold {in_shards}, compile counted {c.per_split.get(split, 0)}"
+            )
+    if manifest.export is not None and manifest.export.records != c.published_records:
+        problems.append(
+            f"export holds {manifest.export.records}, compile counted {c.published_records}"
+        )
+    accounted = c.published_records + c.exact_duplicates + c.near_duplicates + c.quarantined
+    if accounted != c.input_records:
+        problems.append(f"{c.input_records} input records but {accounted} accounted for")
+    if problems:
+        raise ManifestError("inconsistent build, manifest not published: " + "; ".join(problems))

@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import zstandard
 
+from dataset_assets.core.errors import IntegrityError
 from dataset_assets.core.layout import SPLITS
 
 _LEVEL = 3
@@ -63,9 +64,19 @@ def open_spool(path: Path) -> BinaryIO:
     return io.BufferedReader(reader, buffer_size=1 << 20)
 
 
-def iter_spool_records(path: Path) -> Iterator[tuple[bytes, str]]:
-    """``(record_line, family)`` pairs in spool order."""
+def iter_spool_records(path: Path, expected_records: int) -> Iterator[tuple[bytes, str]]:
+    """``(record_line, family)`` pairs in spool order.
+
+    A zstd stream cut short decodes without an error, so the reader counts: a spool that does
+    not hold exactly ``expected_records`` complete lines raises IntegrityError at its end.
+    """
+    count = 0
     with open_spool(path) as stream:
         for line in stream:
+            if not line.endswith(b"\n"):
+                break
             family, _, record = line.partition(b"\t")
+            count += 1
             yield record, family.decode()
+    if count != expected_records:
+        raise IntegrityError(f"spool {path}", f"{expected_records} records", f"{count} records")

@@ -24,7 +24,7 @@ def conversations(
     """Every source normalized to ChatML, deduplicated and assigned a split, in one streaming
     pass into a local compressed spool. Bad records go to the quarantine with a reason."""
     cfg = dataset.load()
-    result = compile_conversations(cfg, s3.store_for(cfg))
+    result = compile_conversations(cfg, s3.store_for(cfg), run_id=context.run_id)
     c = result.counts
     context.add_output_metadata(
         {

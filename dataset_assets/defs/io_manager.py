@@ -6,6 +6,7 @@ stored at ``{prefix}/_assets/{asset}.json``; downstream assets load that referen
 manifest's inputs are the shard assets themselves and the lineage is real.
 """
 
+import shutil
 from typing import Any
 
 import dagster as dg
@@ -16,7 +17,7 @@ from dataset_assets.core.manifest import FileEntry, Manifest, ShardEntry
 from dataset_assets.core.staged import StagedFile, StreamedFile
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
 from dataset_assets.pipeline.build import make_publisher, publish_journal
-from dataset_assets.pipeline.compile import CompileResult
+from dataset_assets.pipeline.compile import CompileResult, run_dir
 from dataset_assets.pipeline.entries import file_entry, shard_entry
 from dataset_assets.pipeline.manifest import publish_manifest
 from dataset_assets.pipeline.shards import ShardStream, publish_shards
@@ -50,6 +51,7 @@ class S3PublishIOManager(dg.ConfigurableIOManager):
             meta["dagster/uri"] = publish_manifest(store, obj, cfg.manifest_path)
             meta["local_copy"] = dg.MetadataValue.path(str(cfg.manifest_path))
             meta["journal"] = publish_journal(store, cfg, obj, context.run_id)
+            shutil.rmtree(run_dir(cfg, context.run_id), ignore_errors=True)  # spool, indexes
         else:
             raise TypeError(f"S3PublishIOManager cannot publish {type(obj).__name__}")
         store.put_bytes(self._ref_key(cfg.prefix, context), ref, content_type="application/json")

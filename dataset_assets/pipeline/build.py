@@ -8,7 +8,7 @@ from dataset_assets.core.hashing import digest_file
 from dataset_assets.core.layout import SPLITS, build_sidecar_key, provenance_key, quarantine_key
 from dataset_assets.core.manifest import Manifest, ShardEntry
 from dataset_assets.core.staged import StagedFile
-from dataset_assets.pipeline.compile import CompileResult, compile_conversations
+from dataset_assets.pipeline.compile import CompileResult, compile_conversations, remove_work_dir
 from dataset_assets.pipeline.entries import file_entry, shard_entry
 from dataset_assets.pipeline.export import publish_export
 from dataset_assets.pipeline.manifest import assemble_manifest, publish_manifest
@@ -64,7 +64,7 @@ def build_dataset(cfg: DatasetConfig, store: S3ObjectStore, *, run_id: str = "")
     (and the run's publish journal next to it)."""
     run_id = run_id or uuid.uuid4().hex
     store.ensure_bucket()
-    result = compile_conversations(cfg, store)
+    result = compile_conversations(cfg, store, run_id=run_id)
     with make_publisher(cfg, store, run_id) as publisher:
         quarantine = file_entry(publisher.publish(stage_quarantine(cfg, result)))
         provenance = file_entry(publisher.publish(stage_provenance(cfg, result)))
@@ -76,4 +76,5 @@ def build_dataset(cfg: DatasetConfig, store: S3ObjectStore, *, run_id: str = "")
     manifest = assemble_manifest(cfg, result, shards, export, quarantine, provenance)
     publish_manifest(store, manifest, cfg.manifest_path)
     publish_journal(store, cfg, manifest, run_id)
+    remove_work_dir(result)
     return manifest

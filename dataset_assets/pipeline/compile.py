@@ -44,6 +44,22 @@ class CompileResult(BaseModel):
     def provenance(self) -> Path:
         return Path(self.provenance_path)
 
+    @property
+    def work_dir(self) -> Path:
+        """This build's private working folder (spool, indexes, staged shards)."""
+        return self.spool.parent
+
+    def records(self, split: str) -> Iterator[tuple[bytes, str]]:
+        """The split's ``(record_line, family)`` pairs; raises IntegrityError if any is missing."""
+        return iter_spool_records(
+            spool_path(self.spool, split), self.counts.per_split.get(split, 0)
+        )
+
+
+def remove_work_dir(result: CompileResult) -> None:
+    """Delete a build's working folder once its manifest is published."""
+    shutil.rmtree(result.work_dir, ignore_errors=True)
+
 
 @contextmanager
 def _closing(deduper: Deduper) -> Iterator[Deduper]:
@@ -53,13 +69,16 @@ def _closing(deduper: Deduper) -> Iterator[Deduper]:
         deduper.close()
 
 
-def compile_dir(cfg: DatasetConfig) -> Path:
-    return cfg.staging_dir / "compile"
+def run_dir(cfg: DatasetConfig, run_id: str) -> Path:
+    """A build's private working folder: concurrent builds never share files."""
+    return cfg.staging_dir / "runs" / (run_id or "no-run-id")
 
 
-def compile_conversations(cfg: DatasetConfig, store: S3ObjectStore | None) -> CompileResult:
+def compile_conversations(
+    cfg: DatasetConfig, store: S3ObjectStore | None, *, run_id: str = ""
+) -> CompileResult:
     """One streaming pass over every source, in family priority order (first seen wins dedup)."""
-    work = compile_dir(cfg)
+    work = run_dir(cfg, run_id)
     spool_tmp = work / "spool.tmp"
     shutil.rmtree(spool_tmp, ignore_errors=True)
     quarantine_path = work / "quarantine.jsonl"
@@ -140,10 +159,10 @@ def compile_conversations(cfg: DatasetConfig, store: S3ObjectStore | None) -> Co
 def check_leakage(cfg: DatasetConfig, result: CompileResult) -> LeakReport:
     """Re-read the spool: val/test conversations indexed, every train conversation queried."""
     protected = itertools.chain.from_iterable(
-        parse_records(iter_spool_records(spool_path(result.spool, s)), s) for s in ("val", "test")
+        parse_records(result.records(s), s) for s in ("val", "test")
     )
-    train = parse_records(iter_spool_records(spool_path(result.spool, "train")), "train")
-    work = compile_dir(cfg) / "leakage"
+    train = parse_records(result.records("train"), "train")
+    work = result.work_dir / "leakage"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:

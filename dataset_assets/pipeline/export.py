@@ -14,7 +14,6 @@ from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.hashing import digest_stream
 from dataset_assets.core.layout import SPLITS, export_key
 from dataset_assets.core.manifest import FileEntry
-from dataset_assets.core.spool import iter_spool_records, spool_path
 from dataset_assets.core.staged import StreamedFile
 from dataset_assets.core.streams import open_chunks
 from dataset_assets.pipeline.compile import CompileResult
@@ -24,11 +23,7 @@ from dataset_assets.storage import Publisher, S3ObjectStore
 
 def open_export_stream(result: CompileResult) -> BinaryIO:
     """The export's bytes: the train, val and test spools' records, concatenated."""
-    return open_chunks(
-        record
-        for split in SPLITS
-        for record, _family in iter_spool_records(spool_path(result.spool, split))
-    )
+    return open_chunks(record for split in SPLITS for record, _family in result.records(split))
 
 
 def prepare_export(cfg: DatasetConfig, result: CompileResult, store: S3ObjectStore) -> StreamedFile:

@@ -6,7 +6,13 @@ from pathlib import Path
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.errors import ObjectNotFoundError, PreconditionFailedError, StorageError
 from dataset_assets.core.layout import build_manifest_key, latest_manifest_key
-from dataset_assets.core.manifest import FileEntry, Manifest, ShardEntry, compute_build_id
+from dataset_assets.core.manifest import (
+    FileEntry,
+    Manifest,
+    ShardEntry,
+    check_consistent,
+    with_build_id,
+)
 from dataset_assets.pipeline.compile import CompileResult
 from dataset_assets.storage import S3ObjectStore
 
@@ -19,9 +25,10 @@ def assemble_manifest(
     quarantine: FileEntry | None = None,
     provenance: FileEntry | None = None,
 ) -> Manifest:
-    files: list[FileEntry] = [*shards, *(f for f in (export, quarantine, provenance) if f)]
-    return Manifest(
-        build_id=compute_build_id(result.config_digest, files),
+    """The build's manifest, checked for consistency (ManifestError if its files and counts
+    disagree), with a build id derived from its content."""
+    manifest = Manifest(
+        build_id="",
         bucket=cfg.bucket,
         prefix=cfg.prefix,
         config_digest=result.config_digest,
@@ -32,6 +39,8 @@ def assemble_manifest(
         counts=result.counts,
         inputs=result.inputs,
     )
+    check_consistent(manifest)
+    return with_build_id(manifest)
 
 
 def publish_manifest(store: S3ObjectStore, manifest: Manifest, local_path: Path) -> str:

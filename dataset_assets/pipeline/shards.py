@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.layout import shard_key
 from dataset_assets.core.shards import write_shards
-from dataset_assets.core.spool import iter_spool_records, spool_path
 from dataset_assets.core.staged import StagedFile
 from dataset_assets.pipeline.compile import CompileResult
 from dataset_assets.storage import PublishedObject, Publisher
@@ -32,9 +31,9 @@ def stage_split_shards(
 ) -> Iterator[StagedFile]:
     """Lazily stage the split's shards; each is complete (hashed, renamed) when yielded."""
     return write_shards(
-        iter_spool_records(spool_path(result.spool, split)),
+        result.records(split),
         split=split,
-        staging_dir=cfg.staging_dir / "shards" / split,
+        staging_dir=result.work_dir / "shards" / split,
         shard_size=cfg.shard_size,
         part_size=cfg.part_size,
         key_for=lambda sid: shard_key(cfg.prefix, split, sid),
@@ -42,7 +41,14 @@ def stage_split_shards(
 
 
 def publish_shards(staged: Iterable[StagedFile], publisher: Publisher) -> list[PublishedObject]:
-    """Submit each shard as soon as it is staged (blocks at K in flight), then wait for all."""
+    """Submit each shard as soon as it is staged (blocks at K in flight), then wait for all.
+
+    Writing stops at the first failed publish, so an unreachable store never makes the writer
+    stage the whole split locally; ``wait`` then raises PublishError (failed files stay local).
+    """
+    futures = []
     for item in staged:
-        publisher.submit(item)
+        futures.append(publisher.submit(item))
+        if any(f.done() and f.exception() is not None for f in futures):
+            break
     return publisher.wait()

@@ -9,7 +9,6 @@ import zstandard
 from bench.gen_corpus import generate
 from dataset_assets.core.config import DatasetConfig, parse_config
 from dataset_assets.core.provenance import read_provenance
-from dataset_assets.core.spool import iter_spool_records, spool_path
 from dataset_assets.pipeline.compile import CompileResult, check_leakage, compile_conversations
 
 
@@ -35,7 +34,7 @@ def _write(path: Path, records: list[dict], *, gz: bool = False) -> None:
 def _assignments(result: CompileResult) -> dict[str, str]:
     out = {}
     for split in ("train", "val", "test"):
-        for line, _family in iter_spool_records(spool_path(result.spool, split)):
+        for line, _family in result.records(split):
             out[orjson.loads(line)["metadata"]["content_hash"]] = split
     return out
 

@@ -67,8 +67,9 @@ def test_materialize_publishes_a_verified_dataset_and_leaves_no_local_copies(bui
     assert {s.split for s in manifest.shards} == {"train", "val", "test"}
     assert len(manifest.split_shards("train")) > 1  # 64 KiB shards: several per split
 
-    leftovers = [p for p in (tmp / ".local" / "staging").rglob("*.jsonl") if "shards" in p.parts]
-    assert leftovers == []
+    staging = tmp / ".local" / "staging"
+    assert not list((staging / "runs").glob("*"))  # spool, indexes, staged shards: all gone
+    assert [p.parent.name for p in staging.rglob("*.jsonl")] == ["journal"]
 
     c = manifest.counts
     assert (
