@@ -121,6 +121,14 @@ def migrate_file(
         )
     staged = StagedFile(path=path, key=key, digest=digest, keep_local=True)
     published = publisher.publish(staged)
+    now = path.stat()
+    if (before.st_size, before.st_mtime_ns) != (now.st_size, now.st_mtime_ns):
+        if published.uploaded:  # our own, now stale, upload: remove it so a retry starts clean
+            store.delete(key)
+        raise FileChangedError(
+            f"{path} changed after its upload to {published.uri}; kept locally (the stale "
+            f"upload was removed), a retry publishes its new bytes"
+        )
     entry = LedgerEntry(
         relative_path=relative_path,
         local_path=str(path),

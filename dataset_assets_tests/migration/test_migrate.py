@@ -18,7 +18,12 @@ from dataset_assets.defs.migration import (
     discover_migration_files,
     migrated_file,
 )
-from dataset_assets.pipeline.migrate import make_migration_publisher, migrate_all, migrate_file
+from dataset_assets.pipeline.migrate import (
+    FileChangedError,
+    make_migration_publisher,
+    migrate_all,
+    migrate_file,
+)
 from dataset_assets_tests.faults import FaultProxy
 from dataset_assets_tests.migration.conftest import KEPT, MIGRATED, MigrationProject
 
@@ -303,3 +308,34 @@ def test_migration_definitions_validate() -> None:
     spec = defs.get_assets_def("migrated_file")
     assert spec.backfill_policy == dg.BackfillPolicy.multi_run(1)
     assert spec.op.pool == "s3_uploads"
+
+
+def test_a_file_appended_to_during_its_upload_is_kept_and_the_stale_copy_removed(
+    project: MigrationProject,
+) -> None:
+    """The writer appends while the (slow, readback-verified) upload runs: nothing is lost."""
+    path = project.local("generated/a.jsonl")
+
+    class AppendingPublisher:
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+        def publish(self, staged: object) -> object:
+            result = self.inner.publish(staged)  # type: ignore[attr-defined]
+            with path.open("ab") as fh:
+                fh.write(b'{"messages": []}\n')
+            return result
+
+    publisher = AppendingPublisher(make_migration_publisher(project.cfg, project.store))
+    with pytest.raises(FileChangedError):
+        migrate_file(project.cfg, project.store, "generated/a.jsonl", publisher=publisher)  # type: ignore[arg-type]
+    assert path.read_bytes() == MIGRATED["generated/a.jsonl"] + b'{"messages": []}\n'
+    assert not project.store.exists(project.key("generated/a.jsonl"))
+    outcome = migrate_file(
+        project.cfg,
+        project.store,
+        "generated/a.jsonl",
+        publisher=make_migration_publisher(project.cfg, project.store),
+    )
+    assert outcome.status == "uploaded" and not path.exists()
+    assert project.store.get_bytes(project.key("generated/a.jsonl")).endswith(b'{"messages": []}\n')
