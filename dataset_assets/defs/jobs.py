@@ -5,8 +5,11 @@ import dagster as dg
 
 from dataset_assets.defs.assets import COMPILE_ASSETS
 
+BUILD_TAG = "dataset_assets/build"
+
 build_job = dg.define_asset_job(
     "build_dataset",
     selection=dg.AssetSelection.assets(*COMPILE_ASSETS),
     description="Compile every source into shards, export and manifest in S3.",
+    tags={BUILD_TAG: "true"},  # deploy/dagster.yaml limits runs with this tag to one at a time
 )
