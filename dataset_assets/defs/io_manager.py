@@ -6,7 +6,7 @@ stored at ``{prefix}/_assets/{asset}.json``; downstream assets load that referen
 manifest's inputs are the shard assets themselves and the lineage is real.
 """
 
-import shutil
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -17,7 +17,7 @@ from dataset_assets.core.manifest import FileEntry, Manifest, ShardEntry
 from dataset_assets.core.staged import StagedFile, StreamedFile
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
 from dataset_assets.pipeline.build import make_publisher, publish_journal
-from dataset_assets.pipeline.compile import CompileResult, run_dir
+from dataset_assets.pipeline.compile import CompileResult, remove_work_dir
 from dataset_assets.pipeline.entries import file_entry, shard_entry
 from dataset_assets.pipeline.manifest import publish_manifest
 from dataset_assets.pipeline.shards import ShardStream, publish_shards
@@ -33,7 +33,7 @@ class S3PublishIOManager(dg.ConfigurableIOManager):
     s3: dg.ResourceDependency[ObjectStoreResource]
 
     def _ref_key(self, prefix: str, context: dg.OutputContext | dg.InputContext) -> str:
-        return f"{prefix}/_assets/{'__'.join(context.asset_key.path)}.json"
+        return _asset_ref_key(prefix, context.asset_key.path)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         cfg = self.dataset.load()
@@ -51,7 +51,10 @@ class S3PublishIOManager(dg.ConfigurableIOManager):
             meta["dagster/uri"] = publish_manifest(store, obj, cfg.manifest_path)
             meta["local_copy"] = dg.MetadataValue.path(str(cfg.manifest_path))
             meta["journal"] = publish_journal(store, cfg, obj, context.run_id)
-            shutil.rmtree(run_dir(cfg, context.run_id), ignore_errors=True)  # spool, indexes
+            # The build is committed: drop its working folder (spool, indexes). Builds run one at a
+            # time, so the conversations reference is this build's (also after a retried run).
+            conv_ref = store.get_bytes(_asset_ref_key(cfg.prefix, ["conversations"]))
+            remove_work_dir(CompileResult.model_validate_json(conv_ref))
         else:
             raise TypeError(f"S3PublishIOManager cannot publish {type(obj).__name__}")
         store.put_bytes(self._ref_key(cfg.prefix, context), ref, content_type="application/json")
@@ -104,6 +107,10 @@ class S3PublishIOManager(dg.ConfigurableIOManager):
         if name == "manifest":
             return Manifest.from_json(data)
         return FileEntry.model_validate(orjson.loads(data))
+
+
+def _asset_ref_key(prefix: str, asset_path: Sequence[str]) -> str:
+    return f"{prefix}/_assets/{'__'.join(asset_path)}.json"
 
 
 def _manifest_metadata(m: Manifest) -> dict[str, Any]:

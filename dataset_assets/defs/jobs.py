@@ -11,5 +11,7 @@ build_job = dg.define_asset_job(
     "build_dataset",
     selection=dg.AssetSelection.assets(*COMPILE_ASSETS),
     description="Compile every source into shards, export and manifest in S3.",
-    tags={BUILD_TAG: "true"},  # deploy/dagster.yaml limits runs with this tag to one at a time
+    # deploy/dagster.yaml: runs with BUILD_TAG go one at a time; a failed build is re-executed
+    # from its failure up to twice by the daemon (run_retries), then the sensor waits for news.
+    tags={BUILD_TAG: "true", "dagster/max_retries": "2"},
 )
