@@ -1,0 +1,74 @@
+"""``dataset-assets verify`` and ``gc``: check a published build, collect old ones."""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from dataset_assets.core.config import load_config
+from dataset_assets.core.layout import build_manifest_key, latest_manifest_key
+from dataset_assets.core.manifest import Manifest
+from dataset_assets.environments import s3_settings
+from dataset_assets.pipeline.maintenance import (
+    collect_garbage,
+    manifest_files,
+    plan_gc,
+    verify_build,
+)
+from dataset_assets.storage import S3ObjectStore
+
+console = Console()
+ConfigOption = Annotated[Path, typer.Option(help="dataset config file")]
+
+
+def _store(config: Path) -> tuple[S3ObjectStore, str]:
+    cfg = load_config(config)
+    return S3ObjectStore(cfg.bucket, s3_settings(os.environ), part_size=cfg.part_size), cfg.prefix
+
+
+def verify(
+    config: ConfigOption = Path("dataset.yaml"),
+    build: Annotated[str | None, typer.Option(help="build id (default: the latest)")] = None,
+    readback: Annotated[bool, typer.Option(help="stream every object back and hash it")] = False,
+) -> None:
+    """Check that every object of a published build is in S3 with its size and sha256."""
+    store, prefix = _store(config)
+    key = build_manifest_key(prefix, build) if build else latest_manifest_key(prefix)
+    manifest = Manifest.from_json(store.get_bytes(key), store.uri(key))
+    latest = Manifest.from_json(store.get_bytes(latest_manifest_key(prefix))).build_id
+    is_latest = manifest.build_id == latest
+    if not is_latest:
+        console.print("not the latest build: its export was replaced by a later build, not checked")
+    problems = verify_build(store, manifest, readback=readback, with_export=is_latest)
+    for problem in problems:
+        console.print(f"[red]{problem}[/red]")
+    if problems:
+        console.print(f"build {manifest.build_id}: {len(problems)} problem(s)")
+        raise typer.Exit(1)
+    mode = "readback" if readback else "head"
+    n = len(manifest_files(manifest, with_export=is_latest))
+    console.print(f"build {manifest.build_id}: all {n} objects verified ({mode})")
+
+
+def gc(
+    keep: Annotated[int, typer.Option(help="builds to keep (the latest is always kept)")] = 3,
+    apply: Annotated[bool, typer.Option("--apply", help="delete (default: dry run)")] = False,
+    min_age_hours: Annotated[float, typer.Option(help="never delete younger objects")] = 24.0,
+    config: ConfigOption = Path("dataset.yaml"),
+) -> None:
+    """Garbage-collect old builds: dry run by default, `--apply` deletes."""
+    store, prefix = _store(config)
+    plan = plan_gc(store, prefix, keep, min_age=timedelta(hours=min_age_hours))
+    console.print(f"keep {len(plan.kept_builds)} build(s): {', '.join(plan.kept_builds)}")
+    console.print(
+        f"drop {len(plan.dropped_builds)} build(s): {', '.join(plan.dropped_builds) or '-'}"
+    )
+    console.print(f"{len(plan.delete_keys)} object(s), {plan.delete_bytes:,} bytes unreferenced")
+    if not apply:
+        console.print("dry run: nothing deleted (add --apply)")
+        return
+    collect_garbage(store, plan)
+    console.print(f"deleted {len(plan.delete_keys)} object(s)")
