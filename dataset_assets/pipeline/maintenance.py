@@ -57,7 +57,8 @@ class GcPlan:
 def plan_gc(
     store: S3ObjectStore, prefix: str, keep: int, *, min_age: timedelta = timedelta(hours=24)
 ) -> GcPlan:
-    """Plan the removal of all but the ``keep`` newest builds (by manifest upload time).
+    """Plan the removal of all but the ``keep`` newest builds (by the upload time of their
+    immutable manifest, S3 LastModified: 1 s resolution).
 
     Objects younger than ``min_age`` are never planned: a build in progress has published
     shards that no manifest references yet.

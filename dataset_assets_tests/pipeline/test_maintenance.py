@@ -1,5 +1,6 @@
 """`dataset-assets verify` and `dataset-assets gc` against real builds in SeaweedFS."""
 
+import time
 import uuid
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def three_builds(tmp_path, seaweed, monkeypatch):
     builds = []
     for i in range(3):
         if i:
+            time.sleep(1.1)  # gc orders builds by S3 LastModified, which has 1 s resolution
             extra = tmp_path / "data" / "generated" / f"coding_help-{i}.jsonl"
             extra.write_text(
                 f'{{"messages": [{{"role": "user", "content": "q{i}"}}, '
