@@ -9,6 +9,15 @@ import dagster as dg
 from dataset_assets.core.config import DatasetConfig, load_config
 from dataset_assets.storage import S3ObjectStore, S3Settings
 
+_SETTINGS_FIELDS = (
+    "endpoint_url",
+    "region",
+    "access_key_id",
+    "secret_access_key",
+    "profile",
+    "request_checksum_calculation",
+    "response_checksum_validation",
+)
 _CACHE_LOCK = threading.Lock()
 _STORES: dict[tuple[S3Settings, str, int], S3ObjectStore] = {}
 _ENSURED: set[tuple[S3Settings, str, int]] = set()
@@ -37,26 +46,10 @@ class ObjectStoreResource(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: S3Settings) -> "ObjectStoreResource":
-        return cls(
-            endpoint_url=settings.endpoint_url,
-            region=settings.region,
-            access_key_id=settings.access_key_id,
-            secret_access_key=settings.secret_access_key,
-            profile=settings.profile,
-            request_checksum_calculation=settings.request_checksum_calculation,
-            response_checksum_validation=settings.response_checksum_validation,
-        )
+        return cls(**{name: getattr(settings, name) for name in _SETTINGS_FIELDS})
 
     def settings(self) -> S3Settings:
-        return S3Settings(
-            endpoint_url=self.endpoint_url,
-            region=self.region,
-            access_key_id=self.access_key_id,
-            secret_access_key=self.secret_access_key,
-            profile=self.profile,
-            request_checksum_calculation=self.request_checksum_calculation,
-            response_checksum_validation=self.response_checksum_validation,
-        )
+        return S3Settings(**{name: getattr(self, name) for name in _SETTINGS_FIELDS})
 
     def store(self, bucket: str, part_size: int, *, create: bool = False) -> S3ObjectStore:
         """One cached client per (settings, bucket, part size) per process: boto3 sessions take
