@@ -21,7 +21,6 @@ import codecs
 import glob
 import io
 import json
-import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -341,7 +340,3 @@ def _bad_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return True
     return False
-
-
-def local_fingerprint(path: Path) -> str:
-    return str(os.stat(path).st_mtime_ns)
