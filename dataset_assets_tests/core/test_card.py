@@ -1,0 +1,174 @@
+"""The dataset card and the Hugging Face README rendered from a hand-made manifest."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dataset_assets.core.card import human_bytes, render_card, render_hf_readme
+from dataset_assets.core.config import DatasetConfig, parse_config
+from dataset_assets.core.manifest import BuildCounts, FileEntry, Manifest, ShardEntry
+
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+SHA_C = "c" * 64
+
+
+def shard(split: str, index: int, records: int, size: int, sha: str) -> ShardEntry:
+    sid = f"{split}-{index:05d}-{sha[:12]}"
+    key = f"final_dataset/{split}/{sid}.jsonl"
+    return ShardEntry(
+        key=key,
+        uri=f"s3://bkt/{key}",
+        bytes=size,
+        sha256=sha,
+        records=records,
+        families={"chat": records},
+        split=split,  # type: ignore[arg-type]
+        shard_id=sid,
+    )
+
+
+@pytest.fixture
+def cfg() -> DatasetConfig:
+    data = {
+        "bucket": "bkt",
+        "families": [
+            {"name": "chat", "paths": ["data/chat*.jsonl"]},
+            {"name": "eval_only", "paths": ["data/eval*.jsonl"], "holdout": True},
+        ],
+        "quarantine_max_ratio": 0.1,
+    }
+    return parse_config(data, Path("/project"))
+
+
+@pytest.fixture
+def manifest() -> Manifest:
+    shards = [
+        shard("train", 0, 700, 3 * 1024 * 1024, SHA_A),
+        shard("train", 1, 200, 1024 * 1024, SHA_B),
+        shard("val", 0, 50, 2048, SHA_C),
+        shard("test", 0, 60, 4096, "d" * 64),
+    ]
+    export = FileEntry(
+        key="final_dataset/compiled/final_training_dataset.jsonl",
+        uri="s3://bkt/final_dataset/compiled/final_training_dataset.jsonl",
+        bytes=4 * 1024 * 1024,
+        sha256="e" * 64,
+        records=1010,
+    )
+    return Manifest(
+        build_id="0123456789abcdef",
+        bucket="bkt",
+        prefix="final_dataset",
+        config_digest="f" * 64,
+        shards=shards,
+        export=export,
+        counts=BuildCounts(
+            input_records=1100,
+            published_records=1010,
+            exact_duplicates=40,
+            near_duplicates=20,
+            quarantined=30,
+            quarantined_by_reason={"malformed_json": 25, "unknown_shape": 5},
+            per_split={"train": 900, "val": 50, "test": 60},
+            per_family={"chat": 990, "eval_only": 20},
+            per_split_family={
+                "train": {"chat": 900},
+                "val": {"chat": 50},
+                "test": {"chat": 40, "eval_only": 20},
+            },
+        ),
+    )
+
+
+def test_card_has_the_splits_table_with_records_shards_and_bytes(
+    manifest: Manifest, cfg: DatasetConfig
+) -> None:
+    card = render_card(manifest, cfg)
+    assert "| split | records | shards | bytes |" in card
+    assert "| train | 900 | 2 | 4.0 MiB |" in card
+    assert "| val | 50 | 1 | 2.0 KiB |" in card
+    assert "| test | 60 | 1 | 4.0 KiB |" in card
+    assert "| **total** | 1010 | 4 |" in card
+
+
+def test_card_names_build_config_families_and_holdout(
+    manifest: Manifest, cfg: DatasetConfig
+) -> None:
+    card = render_card(manifest, cfg)
+    assert "0123456789abcdef" in card
+    assert "f" * 64 in card
+    assert "| `eval_only` | yes | 0 | 0 | 20 | 20 |" in card
+    assert "| `chat` | no | 900 | 50 | 40 | 990 |" in card
+
+
+def test_card_summarises_dedup_and_quarantine_by_reason(
+    manifest: Manifest, cfg: DatasetConfig
+) -> None:
+    card = render_card(manifest, cfg)
+    assert "| exact duplicates | 40 | 3.64 % |" in card
+    assert "| near duplicates | 20 | 1.82 % |" in card
+    assert "| quarantined | 30 | 2.73 % |" in card
+    assert "| `malformed_json` | 25 |" in card
+    assert "32 bands × 4 rows" in card
+    assert "10.00% of the input" in card
+
+
+def test_card_snippet_loads_the_pinned_build_and_never_holds_credentials(
+    manifest: Manifest, cfg: DatasetConfig
+) -> None:
+    card = render_card(manifest, cfg, endpoint_url="http://127.0.0.1:8333")
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert '"s3://bkt/final_dataset/manifests/0123456789abcdef.json"' in snippet
+    assert 'S3Settings(endpoint_url="http://127.0.0.1:8333")' in snippet
+    compile(snippet.replace("    ...", "    pass"), "<card>", "exec")  # valid Python
+    assert "secret" not in snippet.lower()
+
+
+def test_card_is_deterministic(manifest: Manifest, cfg: DatasetConfig) -> None:
+    assert render_card(manifest, cfg) == render_card(manifest.model_copy(), cfg)
+
+
+def test_hf_readme_front_matter_lists_every_shard_per_split(
+    manifest: Manifest, cfg: DatasetConfig
+) -> None:
+    readme = render_hf_readme(
+        manifest, cfg, license="cc-by-4.0", description="Therapy chats.", pretty_name="Chats"
+    )
+    assert readme.startswith("---\n")
+    front_text, body = readme[4:].split("\n---\n", 1)
+    front = yaml.safe_load(front_text)
+    assert front["license"] == "cc-by-4.0"
+    assert front["pretty_name"] == "Chats"
+    assert front["size_categories"] == ["1K<n<10K"]
+    (config,) = front["configs"]
+    assert config["config_name"] == "default"
+    files = {entry["split"]: entry["path"] for entry in config["data_files"]}
+    assert files == {
+        "train": [s.key.removeprefix("final_dataset/") for s in manifest.split_shards("train")],
+        "validation": [f"val/val-00000-{SHA_C[:12]}.jsonl"],
+        "test": [s.key.removeprefix("final_dataset/") for s in manifest.split_shards("test")],
+    }
+    assert "# Chats\n\nTherapy chats." in body
+    assert "| train | 900 | 2 | 4.0 MiB |" in body
+
+
+def test_hf_readme_defaults_when_no_card_config(manifest: Manifest, cfg: DatasetConfig) -> None:
+    front = yaml.safe_load(render_hf_readme(manifest, cfg).split("\n---\n", 1)[0][4:])
+    assert front["license"] == "other"
+    assert front["pretty_name"] == "final_dataset"
+
+
+def test_hf_readme_omits_empty_splits(manifest: Manifest, cfg: DatasetConfig) -> None:
+    only_train = manifest.model_copy(update={"shards": manifest.split_shards("train")})
+    front = yaml.safe_load(render_hf_readme(only_train, cfg).split("\n---\n", 1)[0][4:])
+    assert [e["split"] for e in front["configs"][0]["data_files"]] == ["train"]
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (5 * 1024**3, "5.0 GiB")],
+)
+def test_human_bytes(n: int, text: str) -> None:
+    assert human_bytes(n) == text
