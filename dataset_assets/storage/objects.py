@@ -67,6 +67,15 @@ class ObjectInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class MultipartUpload:
+    """An incomplete multipart upload (parts stored, never completed or aborted)."""
+
+    key: str
+    upload_id: str
+    initiated: datetime | None
+
+
 def _error_code(exc: botocore.exceptions.ClientError) -> str:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
@@ -236,6 +245,25 @@ class S3ObjectStore:
             metadata=metadata,
         )
 
+    def read(self, key: str) -> tuple[bytes, ObjectInfo]:
+        """The whole object and its ETag / LastModified from one GET, so the bytes and the ETag
+        belong to the same version (a HEAD then a GET could straddle a replacement)."""
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+            data = bytes(resp["Body"].read())
+        except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
+            self._fail(exc, "get", key)
+        metadata = {str(k).lower(): str(v) for k, v in (resp.get("Metadata") or {}).items()}
+        info = ObjectInfo(
+            key=key,
+            size=len(data),
+            etag=_strip_etag(resp.get("ETag")),
+            sha256=metadata.get("sha256"),
+            last_modified=resp.get("LastModified"),
+            metadata=metadata,
+        )
+        return data, info
+
     def exists(self, key: str) -> bool:
         """True when ``key`` exists."""
         try:
@@ -261,6 +289,20 @@ class S3ObjectStore:
                     )
         except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "list", prefix)
+
+    def list_multipart_uploads(self, prefix: str) -> Iterator[MultipartUpload]:
+        """Every incomplete multipart upload whose key starts with ``prefix``."""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Uploads", []):
+                    yield MultipartUpload(
+                        key=str(item["Key"]),
+                        upload_id=str(item["UploadId"]),
+                        initiated=item.get("Initiated"),
+                    )
+        except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
+            self._fail(exc, "list_multipart_uploads", prefix)
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -388,6 +430,50 @@ class S3ObjectStore:
             raise UploadFailedError(
                 f"streamed upload to {self.uri(key)} failed: {type(exc).__name__}: {exc}", key=key
             ) from exc
+
+    def abort_multipart_upload(self, key: str, upload_id: str) -> None:
+        """Abort an incomplete multipart upload (its stored parts are freed); an upload that is
+        already gone is not an error."""
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except botocore.exceptions.ClientError as exc:
+            if _error_code(exc) != "NoSuchUpload" and _status(exc) != 404:
+                self._fail(exc, "abort_multipart_upload", key)
+        except _TRANSPORT_ERRORS as exc:
+            self._fail(exc, "abort_multipart_upload", key)
+
+    def copy(self, source_key: str, dest_key: str, *, source_etag: str | None = None) -> ObjectInfo:
+        """Server-side copy of ``source_key`` to ``dest_key`` with boto3's managed copy
+        (multipart ``UploadPartCopy`` above ``part_size``, so objects over the 5 GB single-copy
+        limit work), keeping the source's user metadata (``sha256``, ``size``).
+
+        Args:
+            source_etag: copy only if the source still has this ETag (``CopySourceIfMatch``);
+                otherwise PreconditionFailedError and nothing is written.
+
+        Returns the destination's HEAD. The destination ETag can differ from the source's
+        (its part layout is the copy's), so compare ``sha256`` / ``size``, not ETags.
+        """
+        source = self.head(source_key)
+        if source_etag is not None and source.etag != source_etag.strip('"'):
+            raise PreconditionFailedError(
+                f"copy: {self.uri(source_key)} has ETag {source.etag}, expected {source_etag}",
+                key=source_key,
+            )
+        extra: dict[str, Any] = {"Metadata": source.metadata, "MetadataDirective": "REPLACE"}
+        if source_etag is not None:
+            extra["CopySourceIfMatch"] = source.etag
+        try:
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": source_key},
+                self.bucket,
+                dest_key,
+                ExtraArgs=extra,
+                Config=self.transfer_config,
+            )
+        except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
+            self._fail(exc, "copy", dest_key)
+        return self.head(dest_key)
 
     def delete(self, key: str) -> None:
         """Delete ``key`` (deleting a missing key is not an error, as in S3)."""

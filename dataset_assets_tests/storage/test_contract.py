@@ -133,3 +133,57 @@ def test_upload_publish_verify_and_download(
     store.download_file(staged.key, tmp_path / "back" / "file")
     assert (tmp_path / "back" / "file").read_bytes() == original
     assert [p.name for p in (tmp_path / "back").iterdir()] == ["file"]
+
+
+def test_read_returns_the_bytes_and_etag_of_one_version(store: S3ObjectStore) -> None:
+    v1 = store.put_bytes("p.json", b'{"v": 1}')
+    data, info = store.read("p.json")
+    assert (data, info.etag) == (b'{"v": 1}', v1.etag)
+    assert info.last_modified is not None
+    with pytest.raises(ObjectNotFoundError):
+        store.read("absent.json")
+
+
+def test_incomplete_multipart_uploads_are_listed_and_aborted(store: S3ObjectStore) -> None:
+    started = store.client.create_multipart_upload(Bucket=store.bucket, Key="mp/left.bin")
+    store.client.upload_part(
+        Bucket=store.bucket,
+        Key="mp/left.bin",
+        UploadId=started["UploadId"],
+        PartNumber=1,
+        Body=b"x" * 1024,
+    )
+    uploads = list(store.list_multipart_uploads("mp/"))
+    assert [(u.key, u.upload_id) for u in uploads] == [("mp/left.bin", started["UploadId"])]
+    assert uploads[0].initiated is not None
+    assert list(store.list_multipart_uploads("other/")) == []
+
+    store.abort_multipart_upload("mp/left.bin", started["UploadId"])
+    assert list(store.list_multipart_uploads("mp/")) == []
+    store.abort_multipart_upload("mp/left.bin", started["UploadId"])  # already gone: fine
+    assert not store.exists("mp/left.bin")
+
+
+@pytest.mark.parametrize("size", [3 * MiB, 12 * MiB + 3], ids=["single-copy", "multipart-copy"])
+def test_copy_is_server_side_and_keeps_sha256_metadata(
+    store: S3ObjectStore, tmp_path: Path, size: int
+) -> None:
+    staged = stage(store, tmp_path / "stage", f"src/{size}.bin", size)
+    original = staged.path.read_bytes()
+    Publisher(store).publish(staged)
+    source = store.head(staged.key)
+
+    copied = store.copy(staged.key, "dst/fixed.bin", source_etag=source.etag)
+
+    assert (copied.size, copied.sha256) == (size, hashlib.sha256(original).hexdigest())
+    assert b"".join(store.iter_bytes("dst/fixed.bin")) == original
+    if size > store.part_size:
+        assert copied.etag.endswith(f"-{-(-size // store.part_size)}")  # UploadPartCopy used
+
+
+def test_copy_refuses_a_source_that_changed(store: S3ObjectStore) -> None:
+    old = store.put_bytes("src/a", b"old")
+    store.put_bytes("src/a", b"new")
+    with pytest.raises(PreconditionFailedError):
+        store.copy("src/a", "dst/a", source_etag=old.etag)
+    assert not store.exists("dst/a")
