@@ -83,3 +83,8 @@ class VerificationError(StorageError):
         self.field = field
         self.expected = expected
         self.actual = actual
+
+
+class ConcurrentPublishError(ManifestError):
+    """A build's commit was refused: the latest pointer moved since the build started (another
+    build committed first). The build's objects stay unreferenced; nothing was pointed at them."""

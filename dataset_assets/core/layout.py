@@ -65,3 +65,34 @@ def quarantine_key(prefix: str, sha256: str) -> str:
 def provenance_key(prefix: str, sha256: str) -> str:
     """Content-addressed provenance sidecar of a build (content_hash → family, source, line)."""
     return _join(prefix, "provenance", f"provenance-{sha256[:12]}.jsonl.zst")
+
+
+def manifests_prefix(prefix: str) -> str:
+    """Folder of the immutable per-build manifests (``{prefix}/manifests/``)."""
+    return _join(prefix, "manifests") + "/"
+
+
+def build_id_of_manifest_key(key: str) -> str:
+    """The build id named by an immutable manifest key (``…/manifests/{build_id}.json``)."""
+    return key.rsplit("/", 1)[-1].removesuffix(".json")
+
+
+def build_sidecar_prefix(prefix: str, build_id: str) -> str:
+    """Folder of a build's sidecars (journals): ``{prefix}/builds/{build_id}/``."""
+    return _join(prefix, "builds", build_id) + "/"
+
+
+def cache_prefix(prefix: str) -> str:
+    """Intermediate cache shared by builds (``{prefix}/_cache/``): collected by gc only when
+    no kept or young manifest lists a key in its ``cache_keys``."""
+    return _join(prefix, "_cache") + "/"
+
+
+def lease_key(prefix: str) -> str:
+    """The build lease: at most one build (or gc) of ``prefix`` at a time."""
+    return _join(prefix, "_lease.json")
+
+
+def probe_key(prefix: str, token: str) -> str:
+    """A throwaway object used to check that the server honours conditional writes."""
+    return _join(prefix, "_probe", f"{token}.json")
