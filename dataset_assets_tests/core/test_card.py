@@ -29,8 +29,8 @@ def shard(split: str, index: int, records: int, size: int, sha: str) -> ShardEnt
     )
 
 
-@pytest.fixture
-def cfg() -> DatasetConfig:
+def sample_config() -> DatasetConfig:
+    """Two families, one of them holdout (also used by the metadata tests)."""
     data = {
         "bucket": "bkt",
         "families": [
@@ -42,8 +42,8 @@ def cfg() -> DatasetConfig:
     return parse_config(data, Path("/project"))
 
 
-@pytest.fixture
-def manifest() -> Manifest:
+def sample_manifest() -> Manifest:
+    """Four shards over three splits, an export, duplicates and quarantined records."""
     shards = [
         shard("train", 0, 700, 3 * 1024 * 1024, SHA_A),
         shard("train", 1, 200, 1024 * 1024, SHA_B),
@@ -80,6 +80,16 @@ def manifest() -> Manifest:
             },
         ),
     )
+
+
+@pytest.fixture
+def cfg() -> DatasetConfig:
+    return sample_config()
+
+
+@pytest.fixture
+def manifest() -> Manifest:
+    return sample_manifest()
 
 
 def test_card_has_the_splits_table_with_records_shards_and_bytes(
