@@ -86,6 +86,11 @@ class MigrationOptions(_Strict):
     prefix: str = "datasets/local/ai/training_ready"
     ledger_path: Path = Path(".local/migration-ledger.jsonl")
     stable_seconds: float = Field(5.0, ge=0)
+    allow_active_sources: bool = Field(
+        False,
+        description="also migrate files a family reads (then point the family at the migrated "
+        "s3:// prefix, or the next build loses them)",
+    )
 
     @field_validator("prefix")
     @classmethod
@@ -99,6 +104,28 @@ class SensorOptions(_Strict):
     stable_seconds: float = Field(10.0, ge=0)
     minimum_interval_seconds: int = Field(30, ge=1)
     on_removal: Literal["report", "rebuild"] = "report"
+
+
+class CompileOptions(_Strict):
+    """How the compile uses the machine (none of these change the published bytes)."""
+
+    workers: int = Field(
+        0, ge=0, le=256, description="processes for the partition and shard stages; 0 = all cores"
+    )
+    local_cache: bool = Field(
+        True,
+        description="keep partition intermediates under staging_dir/cache after uploading them "
+        "(later builds on this machine skip the download); false = every step reads S3",
+    )
+    memory_mib: int = Field(512, ge=64, description="DuckDB memory limit of the dedup stage")
+
+
+class CardOptions(_Strict):
+    """Fields of the published dataset card (README.md next to the manifest)."""
+
+    pretty_name: str | None = None
+    description: str | None = None
+    license: str | None = None
 
 
 def _clean_key_prefix(value: str) -> str:
@@ -127,6 +154,8 @@ class DatasetConfig(_Strict):
     dedup: DedupOptions = DedupOptions()
     migration: MigrationOptions = MigrationOptions()
     sensor: SensorOptions = SensorOptions()
+    compile: CompileOptions = CompileOptions()
+    card: CardOptions = CardOptions()
 
     @field_validator("families")
     @classmethod
@@ -144,7 +173,8 @@ class DatasetConfig(_Strict):
 
     def digest(self) -> str:
         """sha256 of the canonical config (identifies what a build was made with)."""
-        data = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        body = self.model_dump(mode="json", exclude={"compile"})  # machine use, not content
+        data = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(data).hexdigest()
 
     def family(self, name: str) -> SourceFamily:

@@ -88,3 +88,7 @@ class VerificationError(StorageError):
 class ConcurrentPublishError(ManifestError):
     """A build's commit was refused: the latest pointer moved since the build started (another
     build committed first). The build's objects stay unreferenced; nothing was pointed at them."""
+
+
+class QualityGateError(DatasetError):
+    """A blocking quality gate failed (split leakage, quarantine ratio): nothing is committed."""

@@ -96,3 +96,36 @@ def lease_key(prefix: str) -> str:
 def probe_key(prefix: str, token: str) -> str:
     """A throwaway object used to check that the server honours conditional writes."""
     return _join(prefix, "_probe", f"{token}.json")
+
+
+def build_export_key(prefix: str, digest: str) -> str:
+    """A build's immutable, content-addressed export:
+    ``{prefix}/compiled/final_training_dataset-{digest[:12]}.jsonl``. The fixed
+    :func:`export_key` holds a copy of the latest committed build's."""
+    stem = EXPORT_NAME.removesuffix(".jsonl")
+    return _join(prefix, "compiled", f"{stem}-{digest[:12]}.jsonl")
+
+
+def cache_partition_key(prefix: str, digest: str, name: str) -> str:
+    """A partition's intermediate file, keyed by (input fingerprint, config digest)."""
+    return _join(prefix, "_cache", "partitions", digest, name)
+
+
+def cache_decisions_key(prefix: str, cluster_digest: str, partition_digest: str) -> str:
+    """One partition's dedup/split decisions (a byte per record) of one clustering."""
+    return _join(prefix, "_cache", "decisions", cluster_digest, f"{partition_digest}.bin")
+
+
+def cache_shards_key(prefix: str, digest: str) -> str:
+    """The shard entries written for one (partition, split, decisions, shard size)."""
+    return _join(prefix, "_cache", "shards", f"{digest}.json")
+
+
+def dedup_key(prefix: str, sha256: str) -> str:
+    """Content-addressed dedup-decisions sidecar of a build (every dropped duplicate)."""
+    return _join(prefix, "dedup", f"dedup-{sha256[:12]}.jsonl.zst")
+
+
+def run_ref_key(prefix: str, run_id: str, asset: str) -> str:
+    """An asset's output reference of one run (what downstream steps of that run load)."""
+    return _join(prefix, "_runs", run_id, f"{asset}.json")

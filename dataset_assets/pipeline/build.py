@@ -1,19 +1,34 @@
-"""The whole build in one call, without Dagster (used by the CLI, tests and benchmarks)."""
+"""One owner per build: :class:`Build` holds a run's config, store and work areas and runs its
+steps — compile, shards, export, commit — for both the Dagster assets and the plain
+:func:`build_dataset` path (CLI, tests, benchmarks).
+
+Every step starts from typed references published by the step before (S3 keys, never local
+paths), so the steps can run in different processes or on different machines.
+"""
 
 import uuid
 from pathlib import Path
 
 from dataset_assets.core.config import DatasetConfig
-from dataset_assets.core.hashing import digest_file
-from dataset_assets.core.layout import SPLITS, build_sidecar_key, provenance_key, quarantine_key
-from dataset_assets.core.manifest import Manifest, ShardEntry
-from dataset_assets.core.staged import StagedFile
-from dataset_assets.pipeline.compile import CompileResult, compile_conversations, remove_work_dir
-from dataset_assets.pipeline.entries import file_entry, shard_entry
-from dataset_assets.pipeline.export import publish_export
-from dataset_assets.pipeline.manifest import assemble_manifest, publish_manifest
-from dataset_assets.pipeline.shards import publish_shards, stage_split_shards
-from dataset_assets.storage import Journal, Publisher, S3ObjectStore
+from dataset_assets.core.errors import QualityGateError
+from dataset_assets.core.layout import SPLITS, build_sidecar_key
+from dataset_assets.core.manifest import FileEntry, Manifest, ShardEntry
+from dataset_assets.pipeline.commit import (
+    PointerState,
+    commit_manifest,
+    probe_conditional_writes,
+    read_pointer,
+)
+from dataset_assets.pipeline.compile import (
+    CompileResult,
+    compile_conversations,
+    quarantine_ratio,
+    work_area,
+)
+from dataset_assets.pipeline.export import compose_build_export, promote_export
+from dataset_assets.pipeline.manifest import assemble_manifest
+from dataset_assets.pipeline.shards import ShardStats, publish_all_shards
+from dataset_assets.storage import Journal, S3ObjectStore
 
 
 def journal_path(cfg: DatasetConfig, run_id: str) -> Path:
@@ -21,60 +36,82 @@ def journal_path(cfg: DatasetConfig, run_id: str) -> Path:
     return cfg.staging_dir / "journal" / f"{run_id or 'no-run-id'}.jsonl"
 
 
-def publish_journal(
-    store: S3ObjectStore, cfg: DatasetConfig, manifest: Manifest, run_id: str
-) -> str:
-    """Upload the run's journal next to its manifest (``builds/{build_id}/journal-{run}.jsonl``).
+class Build:
+    """The steps of one build run. Cheap to create: each step (or process) makes its own."""
 
-    Kept out of the manifest itself, which stays deterministic; returns the journal's URI.
-    """
-    path = journal_path(cfg, run_id)
-    data = path.read_bytes() if path.exists() else b""
-    name = f"journal-{run_id or 'no-run-id'}.jsonl"
-    key = build_sidecar_key(manifest.prefix, manifest.build_id, name)
-    store.put_bytes(key, data, content_type="application/x-ndjson")
-    return store.uri(key)
+    def __init__(self, cfg: DatasetConfig, store: S3ObjectStore, run_id: str) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.run_id = run_id or uuid.uuid4().hex
+        self.journal = Journal(journal_path(cfg, self.run_id), run_id=self.run_id)
 
+    def compile(self) -> CompileResult:
+        """Partitions (parallel, reused when unchanged) → dedup clusters → decisions, sidecars
+        and the leakage report. Records the latest pointer this build starts from."""
+        self.store.ensure_bucket()
+        probe_conditional_writes(self.store, self.cfg.prefix)
+        started = read_pointer(self.store, self.cfg.prefix)
+        area = work_area(self.cfg, self.run_id, "compile")
+        result = compile_conversations(self.cfg, self.store, run_id=self.run_id, area=area)
+        return result.model_copy(
+            update={"started_from_etag": started.etag, "started_from_build": started.build_id}
+        )
 
-def make_publisher(cfg: DatasetConfig, store: S3ObjectStore, run_id: str = "") -> Publisher:
-    journal = Journal(journal_path(cfg, run_id), run_id=run_id)
-    return Publisher(
-        store, max_in_flight=cfg.max_publishes_in_flight, verify=cfg.verify, journal=journal
-    )
+    def shards(self, result: CompileResult) -> tuple[dict[str, list[ShardEntry]], ShardStats]:
+        """Every split's shards, published (or reused) partition by partition."""
+        area = work_area(self.cfg, self.run_id, "shards")
+        return publish_all_shards(self.cfg, self.store, result, area)
 
+    def export(self, shards: dict[str, list[ShardEntry]]) -> FileEntry:
+        """The build's immutable export, composed in S3 from its verified shards."""
+        ordered = [entry for split in SPLITS for entry in shards.get(split, [])]
+        return compose_build_export(self.cfg, self.store, ordered)
 
-def stage_quarantine(cfg: DatasetConfig, result: CompileResult) -> StagedFile:
-    """The compile pass's quarantine file, ready to publish under a content-addressed key."""
-    path = Path(result.quarantine_path)
-    digest = digest_file(path, cfg.part_size)
-    key = quarantine_key(cfg.prefix, digest.sha256)
-    return StagedFile(path, key, digest, result.counts.quarantined)
+    def commit(
+        self, result: CompileResult, shards: list[ShardEntry], export: FileEntry | None
+    ) -> Manifest:
+        """Assemble and commit the manifest (only if the latest pointer has not moved since the
+        compile), then point the fixed export name at this build's export and publish the journal."""
+        manifest = assemble_manifest(
+            self.cfg, result, shards, export, result.quarantine, result.provenance
+        )
+        started = PointerState(etag=result.started_from_etag, build_id=result.started_from_build)
+        commit_manifest(self.store, manifest, self.cfg.manifest_path, started)
+        if manifest.export is not None:
+            promote_export(self.store, manifest)
+        self.publish_journal(manifest)
+        return manifest
 
-
-def stage_provenance(cfg: DatasetConfig, result: CompileResult) -> StagedFile:
-    """The compile pass's provenance sidecar, ready to publish next to the manifest."""
-    path = result.provenance
-    digest = digest_file(path, cfg.part_size)
-    key = provenance_key(cfg.prefix, digest.sha256)
-    return StagedFile(path, key, digest, result.counts.published_records)
+    def publish_journal(self, manifest: Manifest) -> str:
+        """Upload the run's journal next to its manifest (kept out of the deterministic manifest)."""
+        path = journal_path(self.cfg, self.run_id)
+        data = path.read_bytes() if path.exists() else b""
+        key = build_sidecar_key(manifest.prefix, manifest.build_id, f"journal-{self.run_id}.jsonl")
+        self.store.put_bytes(key, data, content_type="application/x-ndjson")
+        return self.store.uri(key)
 
 
 def build_dataset(cfg: DatasetConfig, store: S3ObjectStore, *, run_id: str = "") -> Manifest:
-    """Compile, publish every split's shards as they are written, the export, then the manifest
-    (and the run's publish journal next to it)."""
-    run_id = run_id or uuid.uuid4().hex
-    store.ensure_bucket()
-    result = compile_conversations(cfg, store, run_id=run_id)
-    with make_publisher(cfg, store, run_id) as publisher:
-        quarantine = file_entry(publisher.publish(stage_quarantine(cfg, result)))
-        provenance = file_entry(publisher.publish(stage_provenance(cfg, result)))
-        shards: list[ShardEntry] = []
-        for split in SPLITS:
-            published = publish_shards(stage_split_shards(cfg, result, split), publisher)
-            shards += [shard_entry(split, obj) for obj in published]
-        export = publish_export(cfg, result, publisher)
-    manifest = assemble_manifest(cfg, result, shards, export, quarantine, provenance)
-    publish_manifest(store, manifest, cfg.manifest_path)
-    publish_journal(store, cfg, manifest, run_id)
-    remove_work_dir(result)
-    return manifest
+    """The whole build in one call, without Dagster."""
+    build = Build(cfg, store, run_id)
+    result = build.compile()
+    check_quality_gates(cfg, result)
+    shards, _ = build.shards(result)
+    export = build.export(shards)
+    return build.commit(result, [e for s in SPLITS for e in shards[s]], export)
+
+
+def check_quality_gates(cfg: DatasetConfig, result: CompileResult) -> None:
+    """The blocking gates of the Dagster checks, for the plain path: raise before publishing."""
+    leak = result.leakage
+    if not leak.passed:
+        raise QualityGateError(
+            f"split leakage: {leak.exact} exact and {leak.near} near duplicate pairs published in "
+            f"two splits, e.g. {leak.pairs[:3]}"
+        )
+    ratio = quarantine_ratio(result)
+    if ratio > cfg.quarantine_max_ratio:
+        raise QualityGateError(
+            f"quarantined {result.counts.quarantined} of {result.counts.input_records} records "
+            f"({ratio:.2%}), above quarantine_max_ratio {cfg.quarantine_max_ratio:.2%}"
+        )

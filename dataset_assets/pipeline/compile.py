@@ -1,176 +1,398 @@
-"""The compile pass: sources → normalized, deduplicated, split conversations in a local spool."""
+"""The compile: stage 1 (partitions, in parallel processes) and stage 2 (dedup clusters).
 
-import itertools
+Stage 1 turns each source file into intermediates (records, index, quarantine; see
+:mod:`dataset_assets.core.partition`) published to S3 under
+``{prefix}/_cache/partitions/{digest}/`` where ``digest`` covers the file's identity and
+fingerprint and the config options that shape the output. A later build (or a re-executed step
+on another machine) finds them there and skips the file: adding one file costs that file plus
+the global stage. Stage 2 (:mod:`dataset_assets.core.cluster`) decides, for every record, dropped
+or published in which split; the decisions are published too
+(``{prefix}/_cache/decisions/{cluster digest}/{partition digest}.bin``), so the shard stage can run
+in another process or on another machine and needs nothing but S3.
+"""
+
+import concurrent.futures
+import hashlib
+import multiprocessing
+import os
 import shutil
-from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
+from dataset_assets.core.cluster import ClusterInput, cluster, find_leaks
 from dataset_assets.core.config import DatasetConfig
-from dataset_assets.core.dedup import Deduper, content_hash
-from dataset_assets.core.errors import InvalidRecordError
-from dataset_assets.core.leakage import LeakReport, find_leaks, parse_records
-from dataset_assets.core.manifest import BuildCounts, InputFingerprint
-from dataset_assets.core.normalize import normalize_messages
-from dataset_assets.core.provenance import PROVENANCE_NAME, ProvenanceWriter
-from dataset_assets.core.quarantine import RAW_PREFIX_BYTES, QuarantineWriter
-from dataset_assets.core.records import Conversation
-from dataset_assets.core.sources import BadItem, iter_source_items
-from dataset_assets.core.split import assign_split
-from dataset_assets.core.spool import SpoolWriter, iter_spool_records, spool_path
+from dataset_assets.core.errors import IntegrityError
+from dataset_assets.core.hashing import digest_file
+from dataset_assets.core.layout import (
+    SPLITS,
+    cache_decisions_key,
+    cache_partition_key,
+    dedup_key,
+    provenance_key,
+    quarantine_key,
+)
+from dataset_assets.core.manifest import BuildCounts, FileEntry, InputFingerprint
+from dataset_assets.core.partition import (
+    INDEX_NAME,
+    PARTITION_FILES,
+    QUARANTINE_NAME,
+    SPLIT_CODES,
+    PartitionSpec,
+    PartitionSummary,
+    partition_digest,
+    process_partition,
+    stage_config_digest,
+)
+from dataset_assets.core.sources import SourceRef
+from dataset_assets.core.staged import StagedFile
+from dataset_assets.pipeline.entries import file_entry
 from dataset_assets.pipeline.sources import list_sources, open_source
-from dataset_assets.storage import S3ObjectStore
+from dataset_assets.storage import Publisher, S3ObjectStore
+
+SUMMARY_NAME = "summary.json"
 
 
-class CompileResult(BaseModel):
-    """What the compile pass produced: a local spool per split plus counts and inputs."""
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    spool_dir: str
-    quarantine_path: str
-    provenance_path: str = ""
+
+class PartitionRef(_Frozen):
+    """One partition of a build: where its intermediates are and what it counted."""
+
+    family: str
+    holdout: bool
+    uri: str
+    size: int
+    fingerprint: str
+    digest: str
+    input_records: int
+    candidates: int
+    quarantined_by_reason: dict[str, int]
+    decisions_sha256: str = ""
+    split_records: dict[str, int] = {}
+
+
+class LeakReport(_Frozen):
+    exact: int
+    near: int
+    near_checked: bool
+    pairs: list[dict[str, object]]
+
+    @property
+    def passed(self) -> bool:
+        return self.exact == 0 and self.near == 0
+
+
+class CompileResult(_Frozen):
+    """What the compile published: the reference every later step starts from (no local paths)."""
+
+    run_id: str
     config_digest: str
+    cluster_digest: str
+    partitions: list[PartitionRef]
     counts: BuildCounts
     inputs: list[InputFingerprint]
+    quarantine: FileEntry
+    provenance: FileEntry
+    dedup: FileEntry
+    leakage: LeakReport
+    started_from_etag: str | None = None
+    started_from_build: str | None = None
+
+    def decisions_key(self, prefix: str, part: PartitionRef) -> str:
+        return cache_decisions_key(prefix, self.cluster_digest, part.digest)
 
     @property
-    def spool(self) -> Path:
-        return Path(self.spool_dir)
+    def cache_keys(self) -> list[str]:
+        """Digests of the intermediates this build used (gc keeps them while the build is kept)."""
+        return [p.digest for p in self.partitions] + [self.cluster_digest]
 
-    @property
-    def provenance(self) -> Path:
-        return Path(self.provenance_path)
 
-    @property
-    def work_dir(self) -> Path:
-        """This build's private working folder (spool, indexes, staged shards)."""
-        return self.spool.parent
+@dataclass(frozen=True)
+class WorkArea:
+    """A step's local folders: its private work folder and the machine's intermediate cache."""
 
-    def records(self, split: str) -> Iterator[tuple[bytes, str]]:
-        """The split's ``(record_line, family)`` pairs; raises IntegrityError if any is missing."""
-        return iter_spool_records(
-            spool_path(self.spool, split), self.counts.per_split.get(split, 0)
+    work: Path
+    cache: Path | None
+
+    def partition_dir(self, digest: str) -> Path:
+        base = self.cache if self.cache is not None else self.work / "partitions"
+        return base / "partitions" / digest
+
+
+def work_area(cfg: DatasetConfig, run_id: str, step: str) -> WorkArea:
+    work = cfg.staging_dir / "runs" / (run_id or "no-run-id") / step
+    cache = cfg.staging_dir / "cache" if cfg.compile.local_cache else None
+    return WorkArea(work, cache)
+
+
+def worker_count(cfg: DatasetConfig) -> int:
+    return cfg.compile.workers or os.cpu_count() or 1
+
+
+def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """Worker processes started from a clean interpreter (forkserver: no inherited threads)."""
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("forkserver")
+    )
+
+
+# -- stage 1 -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PartitionTask:
+    ref: SourceRef
+    holdout: bool
+    digest: str
+    cfg: DatasetConfig
+    store: S3ObjectStore
+    out: Path
+    keep_local: bool
+
+
+def _spec(ref: SourceRef, holdout: bool) -> PartitionSpec:
+    return PartitionSpec(ref.family, holdout, ref.uri, ref.size, ref.fingerprint)
+
+
+def _run_partition(task: _PartitionTask) -> PartitionSummary:
+    """In a worker process: stage 1 for one file, then publish its intermediates to S3."""
+    shutil.rmtree(task.out, ignore_errors=True)
+    with open_source(task.ref, task.store) as stream:
+        summary = process_partition(stream, _spec(task.ref, task.holdout), task.cfg, task.out)
+    prefix = task.cfg.prefix
+    with Publisher(task.store, max_in_flight=len(PARTITION_FILES)) as publisher:
+        for name in PARTITION_FILES:
+            path = task.out / name
+            digest = digest_file(path, task.store.upload_part_size(path.stat().st_size))
+            key = cache_partition_key(prefix, task.digest, name)
+            publisher.submit(StagedFile(path, key, digest, keep_local=task.keep_local))
+    body = orjson.dumps(summary.__dict__)
+    # summary.json last: its presence means the partition's intermediates are all in S3.
+    task.store.put_bytes(cache_partition_key(prefix, task.digest, SUMMARY_NAME), body)
+    if task.keep_local:
+        (task.out / SUMMARY_NAME).write_bytes(body)
+    else:
+        shutil.rmtree(task.out, ignore_errors=True)
+    return summary
+
+
+def _cached_summary(
+    store: S3ObjectStore, prefix: str, digest: str, area: WorkArea
+) -> PartitionSummary | None:
+    local = area.partition_dir(digest) / SUMMARY_NAME
+    if local.exists():
+        return PartitionSummary(**orjson.loads(local.read_bytes()))
+    key = cache_partition_key(prefix, digest, SUMMARY_NAME)
+    if not store.exists(key):
+        return None
+    return PartitionSummary(**orjson.loads(store.get_bytes(key)))
+
+
+def run_partitions(
+    cfg: DatasetConfig, store: S3ObjectStore, area: WorkArea
+) -> tuple[list[PartitionRef], int]:
+    """Stage 1 over every source, in family priority order; returns refs and files processed."""
+    stage_digest = stage_config_digest(cfg)
+    planned: list[tuple[SourceRef, bool, str]] = []
+    for family in cfg.families:
+        for ref in list_sources(family, store):
+            digest = partition_digest(_spec(ref, family.holdout), stage_digest)
+            planned.append((ref, family.holdout, digest))
+    summaries: dict[str, PartitionSummary] = {}
+    todo = []
+    for ref, holdout, digest in planned:
+        cached = _cached_summary(store, cfg.prefix, digest, area)
+        if cached is not None:
+            summaries[digest] = cached
+        elif digest not in {t.digest for t in todo}:
+            out = area.partition_dir(digest)
+            todo.append(_PartitionTask(ref, holdout, digest, cfg, store, out, area.cache is not None))
+    if todo:
+        with process_pool(min(worker_count(cfg), len(todo))) as pool:
+            for task, summary in zip(todo, pool.map(_run_partition, todo), strict=True):
+                summaries[task.digest] = summary
+    refs = [
+        PartitionRef(
+            family=ref.family,
+            holdout=holdout,
+            uri=ref.uri,
+            size=ref.size,
+            fingerprint=ref.fingerprint,
+            digest=digest,
+            input_records=summaries[digest].input_records,
+            candidates=summaries[digest].candidates,
+            quarantined_by_reason=summaries[digest].quarantined_by_reason,
         )
+        for ref, holdout, digest in planned
+    ]
+    return refs, len(todo)
 
 
-def remove_work_dir(result: CompileResult) -> None:
-    """Delete a build's working folder once its manifest is published."""
-    shutil.rmtree(result.work_dir, ignore_errors=True)
+def local_intermediate(
+    store: S3ObjectStore, prefix: str, area: WorkArea, part: PartitionRef, name: str
+) -> Path:
+    """A partition's intermediate file on local disk: from the cache, else downloaded from S3."""
+    path = area.partition_dir(part.digest) / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store.download_file(cache_partition_key(prefix, part.digest, name), path)
+    return path
 
 
-@contextmanager
-def _closing(deduper: Deduper) -> Iterator[Deduper]:
-    try:
-        yield deduper
-    finally:
-        deduper.close()
+# -- stage 2 -------------------------------------------------------------------------------------
 
 
-def run_dir(cfg: DatasetConfig, run_id: str) -> Path:
-    """A build's private working folder: concurrent builds never share files."""
-    return cfg.staging_dir / "runs" / (run_id or "no-run-id")
+def _cluster_digest(cfg: DatasetConfig, parts: Sequence[PartitionRef]) -> str:
+    body = orjson.dumps([stage_config_digest(cfg), [p.digest for p in parts]])
+    return hashlib.sha256(body).hexdigest()
+
+
+def _stage(path: Path, key: str, records: int, part_size: int) -> StagedFile:
+    return StagedFile(path, key, digest_file(path, part_size), records)
+
+
+def _merge_quarantine(
+    store: S3ObjectStore, prefix: str, area: WorkArea, parts: Sequence[PartitionRef], out: Path
+) -> None:
+    """One quarantine file for the build: every partition's entries, in partition order."""
+    with out.open("wb") as fh:
+        for part in parts:
+            if sum(part.quarantined_by_reason.values()):
+                fh.write(local_intermediate(store, prefix, area, part, QUARANTINE_NAME).read_bytes())
 
 
 def compile_conversations(
-    cfg: DatasetConfig, store: S3ObjectStore | None, *, run_id: str = ""
+    cfg: DatasetConfig, store: S3ObjectStore, *, run_id: str, area: WorkArea | None = None
 ) -> CompileResult:
-    """One streaming pass over every source, in family priority order (first seen wins dedup)."""
-    work = run_dir(cfg, run_id)
-    spool_tmp = work / "spool.tmp"
-    shutil.rmtree(spool_tmp, ignore_errors=True)
-    quarantine_path = work / "quarantine.jsonl"
-    provenance_path = work / PROVENANCE_NAME
-    index_dir = work / "index"
-    shutil.rmtree(index_dir, ignore_errors=True)
-    deduper = Deduper(cfg.dedup, index_dir)
-    inputs: list[InputFingerprint] = []
-    counts: Counter[str] = Counter()
+    """Stage 1 + stage 2 + the leakage check; publishes intermediates, decisions and sidecars."""
+    area = area or work_area(cfg, run_id, "compile")
+    shutil.rmtree(area.work, ignore_errors=True)
+    area.work.mkdir(parents=True)
+    try:
+        return _compile(cfg, store, run_id, area)
+    finally:
+        shutil.rmtree(area.work, ignore_errors=True)
+
+
+def _compile(cfg: DatasetConfig, store: S3ObjectStore, run_id: str, area: WorkArea) -> CompileResult:
+    parts, _ = run_partitions(cfg, store, area)
+    inputs = [
+        ClusterInput(local_intermediate(store, cfg.prefix, area, p, INDEX_NAME), p.family, p.uri)
+        for p in parts
+    ]
+    dedup_path = area.work / "dedup.jsonl.zst"
+    provenance_path = area.work / "provenance.jsonl.zst"
+    threads = worker_count(cfg)
+    clustered = cluster(
+        inputs,
+        cfg.dedup,
+        area.work / "duck",
+        threads=threads,
+        memory_mib=cfg.compile.memory_mib,
+        dedup_sidecar=dedup_path,
+        provenance=provenance_path,
+    )
+    exact, near, pairs = find_leaks(
+        inputs,
+        clustered.decisions,
+        cfg.dedup,
+        area.work / "leaks",
+        threads=threads,
+        memory_mib=cfg.compile.memory_mib,
+    )
+    cluster_digest = _cluster_digest(cfg, parts)
+    parts = _publish_decisions(store, cfg.prefix, cluster_digest, parts, clustered.decisions)
+    quarantine_path = area.work / "quarantine.jsonl"
+    _merge_quarantine(store, cfg.prefix, area, parts, quarantine_path)
+    counts = _counts(parts, clustered.exact_duplicates, clustered.near_duplicates)
+    dups = clustered.exact_duplicates + clustered.near_duplicates
+    with Publisher(store, max_in_flight=3, verify=cfg.verify) as publisher:
+        q = _stage(quarantine_path, "", counts.quarantined, cfg.part_size)
+        q = StagedFile(q.path, quarantine_key(cfg.prefix, q.digest.sha256), q.digest, q.records)
+        pv = _stage(provenance_path, "", counts.published_records, cfg.part_size)
+        pv = StagedFile(pv.path, provenance_key(cfg.prefix, pv.digest.sha256), pv.digest, pv.records)
+        dd = _stage(dedup_path, "", dups, cfg.part_size)
+        dd = StagedFile(dd.path, dedup_key(cfg.prefix, dd.digest.sha256), dd.digest, dd.records)
+        quarantine, provenance, dedup = (file_entry(publisher.publish(f)) for f in (q, pv, dd))
+    return CompileResult(
+        run_id=run_id,
+        config_digest=cfg.digest(),
+        cluster_digest=cluster_digest,
+        partitions=parts,
+        counts=counts,
+        inputs=[
+            InputFingerprint(uri=p.uri, family=p.family, bytes=p.size, fingerprint=p.fingerprint)
+            for p in parts
+        ],
+        quarantine=quarantine,
+        provenance=provenance,
+        dedup=dedup,
+        leakage=LeakReport(exact=exact, near=near, near_checked=cfg.dedup.near, pairs=pairs),
+    )
+
+
+def _publish_decisions(
+    store: S3ObjectStore,
+    prefix: str,
+    cluster_digest: str,
+    parts: Sequence[PartitionRef],
+    decisions: Sequence[np.ndarray],
+) -> list[PartitionRef]:
+    out = []
+    for part, codes in zip(parts, decisions, strict=True):
+        data = codes.astype(np.uint8).tobytes()
+        store.put_bytes(cache_decisions_key(prefix, cluster_digest, part.digest), data)
+        per_split = {s: int((codes == c).sum()) for s, c in SPLIT_CODES.items()}
+        out.append(
+            part.model_copy(
+                update={
+                    "decisions_sha256": hashlib.sha256(data).hexdigest(),
+                    "split_records": {s: n for s, n in per_split.items() if n},
+                }
+            )
+        )
+    return out
+
+
+def _counts(parts: Sequence[PartitionRef], exact: int, near: int) -> BuildCounts:
+    quarantined: Counter[str] = Counter()
     per_split: Counter[str] = Counter()
     per_family: Counter[str] = Counter()
-    per_split_family: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    with (
-        _closing(deduper),
-        SpoolWriter(spool_tmp) as spool,
-        QuarantineWriter(quarantine_path) as quarantine,
-        ProvenanceWriter(provenance_path) as provenance,
-    ):
-        for family in cfg.families:
-            for ref in list_sources(family, store):
-                inputs.append(
-                    InputFingerprint(
-                        uri=ref.uri, family=family.name, bytes=ref.size, fingerprint=ref.fingerprint
-                    )
-                )
-                with open_source(ref, store) as stream:
-                    items = iter_source_items(stream, ref.uri, cfg.normalize.max_line_bytes)
-                    for item in items:
-                        counts["input"] += 1
-                        if isinstance(item, BadItem):
-                            quarantine.add(item.reason, family.name, ref.uri, item.line, item.raw)
-                            continue
-                        try:
-                            messages = normalize_messages(item.value, cfg.normalize)
-                        except InvalidRecordError as exc:
-                            raw = orjson.dumps(item.value)[:RAW_PREFIX_BYTES]
-                            quarantine.add(
-                                exc.reason, family.name, ref.uri, item.line, raw, exc.detail
-                            )
-                            continue
-                        digest = content_hash(messages, cfg.dedup)
-                        verdict = deduper.classify(digest, messages)
-                        if verdict != "unique":
-                            counts[verdict] += 1
-                            continue
-                        split = assign_split(digest, cfg.seed, cfg.splits, family.holdout)
-                        conv = Conversation(messages, family.name, ref.uri, item.line, digest)
-                        spool.write(split, family.name, conv.to_json_line())
-                        provenance.add(digest, family.name, ref.uri, item.line, split)
-                        per_split[split] += 1
-                        per_family[family.name] += 1
-                        per_split_family[split][family.name] += 1
-        quarantined = dict(quarantine.counts)
-    spool_dir = work / "spool"
-    shutil.rmtree(spool_dir, ignore_errors=True)
-    spool_tmp.rename(spool_dir)
-    build_counts = BuildCounts(
-        input_records=counts["input"],
+    per_split_family: dict[str, Counter[str]] = {}
+    for p in parts:
+        quarantined.update(p.quarantined_by_reason)
+        for split, n in p.split_records.items():
+            per_split[split] += n
+            per_family[p.family] += n
+            per_split_family.setdefault(split, Counter())[p.family] += n
+    return BuildCounts(
+        input_records=sum(p.input_records for p in parts),
         published_records=sum(per_split.values()),
-        exact_duplicates=counts["exact"],
-        near_duplicates=counts["near"],
+        exact_duplicates=exact,
+        near_duplicates=near,
         quarantined=sum(quarantined.values()),
-        quarantined_by_reason=quarantined,
-        per_split=dict(per_split),
+        quarantined_by_reason=dict(quarantined),
+        per_split={s: per_split[s] for s in SPLITS if per_split[s]},
         per_family=dict(per_family),
         per_split_family={s: dict(c) for s, c in per_split_family.items()},
     )
-    return CompileResult(
-        spool_dir=str(spool_dir),
-        quarantine_path=str(quarantine_path),
-        provenance_path=str(provenance_path),
-        config_digest=cfg.digest(),
-        counts=build_counts,
-        inputs=inputs,
-    )
 
 
-def check_leakage(cfg: DatasetConfig, result: CompileResult) -> LeakReport:
-    """Re-read the spool: val/test conversations indexed, every train conversation queried."""
-    protected = itertools.chain.from_iterable(
-        parse_records(result.records(s), s) for s in ("val", "test")
-    )
-    train = parse_records(result.records("train"), "train")
-    work = result.work_dir / "leakage"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
-        return find_leaks(protected, train, cfg.dedup, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+def read_decisions(store: S3ObjectStore, prefix: str, result: CompileResult, part: PartitionRef) -> np.ndarray:
+    data = store.get_bytes(result.decisions_key(prefix, part))
+    if hashlib.sha256(data).hexdigest() != part.decisions_sha256:
+        raise IntegrityError(f"decisions of {part.uri} in S3 do not match the compile's sha256")
+    return np.frombuffer(data, dtype=np.uint8)
 
 
 def quarantine_ratio(result: CompileResult) -> float:
     c = result.counts
     return c.quarantined / c.input_records if c.input_records else 0.0
+

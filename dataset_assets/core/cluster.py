@@ -1,0 +1,362 @@
+"""Stage 2 of the compile: deduplicate every partition's records at once, as sorts and joins in
+DuckDB (out of core, all cores), never as per-record index lookups.
+
+Documents are numbered ``doc = partition_rank << 32 | ord``: partitions are ranked in family
+priority order (then source order), ``ord`` is the record's position in its partition, so the
+smallest ``doc`` of a group is the winner the design asks for (highest-priority family, then
+first seen).
+
+1. **Exact**: group by content hash; every document but the group's smallest is an exact
+   duplicate of it.
+2. **Near** (exact survivors only): unnest the LSH band keys, group by (band, key); each bucket
+   of two or more documents gives candidate edges from its smallest document to the others. A
+   candidate is verified when the estimated Jaccard similarity of the two full MinHash
+   signatures is ≥ ``threshold`` (numpy over batches of joined signatures).
+3. **Clusters**: connected components of the verified edges (label propagation in DuckDB: each
+   document takes the smallest label among its neighbours until nothing changes). The cluster's
+   smallest document wins; every other member is a near duplicate. Clustering is transitive: if
+   A~B and B~C, C is dropped even when A and C alone would be below the threshold (the dedup
+   sidecar records C's estimated similarity to its winner, so such drops are visible).
+4. **Decisions**: per partition, one byte per record: 0 = dropped, else its split code. Survivors
+   keep the split their content hash gives, so near duplicates cannot straddle splits: only one
+   member of a cluster survives.
+
+The leakage check (:func:`find_leaks`) verifies the decisions against the same exact groups and
+verified edges: no content hash published in two splits, no verified near pair published in two
+splits.
+"""
+
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dataset_assets.core.config import DedupOptions
+
+_SHIFT = 32
+_MAX_LABEL_ROUNDS = 64
+CODE_SPLITS = {1: "train", 2: "val", 3: "test"}
+
+
+@dataclass(frozen=True)
+class ClusterInput:
+    """One partition's index (``index.parquet``) and what the sidecars say about its records."""
+
+    index_path: Path
+    family: str
+    source: str
+
+
+@dataclass
+class ClusterResult:
+    """Counts and per-partition decisions (arrays of split codes, 0 = dropped)."""
+
+    decisions: list[np.ndarray]
+    exact_duplicates: int = 0
+    near_duplicates: int = 0
+    candidate_pairs: int = 0
+    verified_pairs: int = 0
+    near_checked: bool = False
+    leaks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _connect(work: Path, threads: int, memory_mib: int) -> duckdb.DuckDBPyConnection:
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    con = duckdb.connect(str(work / "cluster.duckdb"))
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET temp_directory = '{work / 'spill'}'")
+    con.execute(f"SET memory_limit = '{memory_mib}MB'")
+    con.execute(f"SET threads = {max(1, threads)}")
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def _docs_view(con: duckdb.DuckDBPyConnection, inputs: Sequence[ClusterInput], near: bool) -> None:
+    con.execute("CREATE TABLE parts (p BIGINT, family VARCHAR, source VARCHAR)")
+    con.executemany(
+        "INSERT INTO parts VALUES (?, ?, ?)",
+        [(p, inp.family, inp.source) for p, inp in enumerate(inputs)],
+    )
+    cols = "h, split, line" + (", bands, sig" if near else "")
+    selects = [
+        f"SELECT ({p}::BIGINT << {_SHIFT}) | ord AS doc, {cols} "
+        f"FROM read_parquet('{_sql_path(inp.index_path)}')"
+        for p, inp in enumerate(inputs)
+    ]
+    if not selects:
+        empty = "NULL::BLOB AS h, NULL::UTINYINT AS split, NULL::BIGINT AS line"
+        if near:
+            empty += ", NULL::BIGINT[] AS bands, NULL::UINTEGER[] AS sig"
+        selects = [f"SELECT NULL::BIGINT AS doc, {empty} WHERE false"]
+    con.execute("CREATE VIEW docs AS " + " UNION ALL ".join(selects))
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def cluster(
+    inputs: Sequence[ClusterInput],
+    options: DedupOptions,
+    work: Path,
+    *,
+    threads: int = 2,
+    memory_mib: int = 512,
+    dedup_sidecar: Path | None = None,
+    provenance: Path | None = None,
+) -> ClusterResult:
+    """Deduplicate all partitions; write the dedup sidecar and the provenance of every published
+    record (zstd JSONL) where paths are given."""
+    con = _connect(work, threads, memory_mib)
+    try:
+        _docs_view(con, inputs, options.near)
+        con.execute("CREATE TABLE reps AS SELECT h, min(doc) AS rep FROM docs GROUP BY h")
+        con.execute(
+            "CREATE TABLE dropped AS SELECT d.doc, r.rep AS winner, 'exact' AS kind, "
+            "1.0::DOUBLE AS similarity FROM docs d JOIN reps r USING (h) WHERE d.doc <> r.rep"
+        )
+        result = ClusterResult(decisions=[], near_checked=options.near)
+        if options.near:
+            _near(con, options, result)
+        result.exact_duplicates = _count(con, "SELECT count(*) FROM dropped WHERE kind = 'exact'")
+        result.near_duplicates = _count(con, "SELECT count(*) FROM dropped WHERE kind = 'near'")
+        result.decisions = _decisions(con, inputs)
+        if dedup_sidecar is not None:
+            _write_sidecar(con, dedup_sidecar)
+        if provenance is not None:
+            _published_table(con, result.decisions)
+            _write_provenance(con, provenance)
+        return result
+    finally:
+        con.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _near(con: duckdb.DuckDBPyConnection, options: DedupOptions, result: ClusterResult) -> None:
+    bands = options.bands
+    con.execute(
+        "CREATE TABLE bandrows AS SELECT d.doc, unnest(d.bands) AS key, "
+        f"unnest(range(0, {bands})) AS band FROM docs d JOIN reps r ON d.doc = r.rep"
+    )
+    con.execute(
+        "CREATE TABLE cand AS SELECT DISTINCT root AS a, m AS b FROM ("
+        " SELECT root, unnest(members) AS m FROM ("
+        "  SELECT min(doc) AS root, list(doc) AS members FROM bandrows"
+        "  GROUP BY band, key HAVING count(*) > 1)) WHERE m <> root"
+    )
+    con.execute("DROP TABLE bandrows")
+    result.candidate_pairs = _count(con, "SELECT count(*) FROM cand")
+    con.execute("CREATE TABLE verified (a BIGINT, b BIGINT, sim DOUBLE)")
+    pairs = (
+        "SELECT c.a, c.b, da.sig AS sa, db.sig AS sb FROM cand c "
+        "JOIN docs da ON da.doc = c.a JOIN docs db ON db.doc = c.b"
+    )
+    for batch in _batches(con, pairs):
+        sim = _similarity(batch.column("sa"), batch.column("sb"), options.num_perm)
+        keep = sim >= options.threshold
+        if keep.any():
+            table = pa.table(
+                {
+                    "a": batch.column("a").to_numpy()[keep],
+                    "b": batch.column("b").to_numpy()[keep],
+                    "sim": sim[keep],
+                }
+            )
+            con.register("vbatch", table)
+            con.execute("INSERT INTO verified SELECT a, b, sim FROM vbatch")
+            con.unregister("vbatch")
+    result.verified_pairs = _count(con, "SELECT count(*) FROM verified")
+    _components(con)
+    con.execute(
+        "INSERT INTO dropped SELECT l.doc, l.lab, 'near', 0.0 FROM labels l WHERE l.doc <> l.lab"
+    )
+    _near_similarity(con, options.num_perm)
+
+
+def _batches(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatch]:
+    """A query's rows in Arrow batches, read on a cursor of its own (so the caller may write to
+    the database while iterating)."""
+    cursor = con.cursor()
+    try:
+        yield from cursor.sql(sql).to_arrow_reader(65_536)
+    finally:
+        cursor.close()
+
+
+def _similarity(a: Any, b: Any, num_perm: int) -> np.ndarray:
+    sa = a.flatten().to_numpy().reshape(-1, num_perm) if len(a) else np.empty((0, num_perm))
+    sb = b.flatten().to_numpy().reshape(-1, num_perm) if len(b) else np.empty((0, num_perm))
+    result: np.ndarray = (sa == sb).mean(axis=1)
+    return result
+
+
+def _components(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "CREATE TABLE edges AS SELECT a, b FROM verified UNION ALL SELECT b, a FROM verified"
+    )
+    con.execute("CREATE TABLE labels AS SELECT DISTINCT a AS doc, a AS lab FROM edges")
+    for _ in range(_MAX_LABEL_ROUNDS):
+        con.execute(
+            "CREATE OR REPLACE TABLE next_labels AS SELECT l.doc, least(l.lab, min(n.lab)) AS lab "
+            "FROM labels l JOIN edges e ON e.a = l.doc JOIN labels n ON n.doc = e.b "
+            "GROUP BY l.doc, l.lab"
+        )
+        changed = _count(
+            con,
+            "SELECT count(*) FROM next_labels x JOIN labels l USING (doc) WHERE x.lab <> l.lab",
+        )
+        con.execute("DROP TABLE labels")
+        con.execute("ALTER TABLE next_labels RENAME TO labels")
+        if not changed:
+            return
+    raise RuntimeError(f"near-duplicate clustering did not converge in {_MAX_LABEL_ROUNDS} rounds")
+
+
+def _near_similarity(con: duckdb.DuckDBPyConnection, num_perm: int) -> None:
+    """Each near-dropped document's estimated similarity to its cluster's winner."""
+    rows = (
+        "SELECT x.doc, da.sig AS sa, dw.sig AS sb FROM dropped x "
+        "JOIN docs da ON da.doc = x.doc JOIN docs dw ON dw.doc = x.winner WHERE x.kind = 'near'"
+    )
+    con.execute("CREATE TABLE near_sim (doc BIGINT, sim DOUBLE)")
+    for batch in _batches(con, rows):
+        sim = _similarity(batch.column("sa"), batch.column("sb"), num_perm)
+        con.register("sbatch", pa.table({"doc": batch.column("doc").to_numpy(), "sim": sim}))
+        con.execute("INSERT INTO near_sim SELECT * FROM sbatch")
+        con.unregister("sbatch")
+    con.execute(
+        "UPDATE dropped SET similarity = s.sim FROM near_sim s "
+        "WHERE dropped.doc = s.doc AND dropped.kind = 'near'"
+    )
+
+
+def _decisions(con: duckdb.DuckDBPyConnection, inputs: Sequence[ClusterInput]) -> list[np.ndarray]:
+    dropped = np.sort(
+        np.asarray(
+            [r[0] for r in con.execute("SELECT doc FROM dropped").fetchall()], dtype=np.int64
+        )
+    )
+    out = []
+    for p, inp in enumerate(inputs):
+        codes = pq.read_table(inp.index_path, columns=["split"]).column("split").to_numpy()
+        codes = np.array(codes, dtype=np.uint8, copy=True)
+        lo, hi = np.searchsorted(dropped, [p << _SHIFT, (p + 1) << _SHIFT])
+        codes[(dropped[lo:hi] & 0xFFFFFFFF).astype(np.int64)] = 0
+        out.append(codes)
+    return out
+
+
+def _write_sidecar(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Every dropped duplicate: where it was, where its winner is, exact or near, similarity."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    con.execute(
+        "COPY (SELECT x.kind, pd.family, pd.source, dd.line, "
+        "pw.family AS winner_family, pw.source AS winner_source, dw.line AS winner_line, "
+        "round(x.similarity, 4) AS similarity, lower(hex(dd.h)) AS content_hash "
+        "FROM dropped x JOIN docs dd ON dd.doc = x.doc JOIN docs dw ON dw.doc = x.winner "
+        f"JOIN parts pd ON pd.p = x.doc >> {_SHIFT} JOIN parts pw ON pw.p = x.winner >> {_SHIFT} "
+        f"ORDER BY x.doc) TO '{_sql_path(path)}' (FORMAT json, COMPRESSION zstd)"
+    )
+
+
+def find_leaks(
+    inputs: Sequence[ClusterInput],
+    decisions: Sequence[np.ndarray],
+    options: DedupOptions,
+    work: Path,
+    *,
+    threads: int = 2,
+    memory_mib: int = 512,
+    sample: int = 20,
+) -> tuple[int, int, list[dict[str, Any]]]:
+    """Check published decisions: (exact leaks, near leaks, sample pairs).
+
+    Exact: a content hash published in two splits. Near (when ``options.near``): a band-candidate
+    pair above the threshold published in two splits. Works from the partition indexes and the
+    decisions alone, so it checks exactly what the shard stage publishes.
+    """
+    con = _connect(work, threads, memory_mib)
+    try:
+        _docs_view(con, inputs, options.near)
+        _published_table(con, decisions)
+        exact_rows = con.execute(
+            "SELECT lower(hex(d.h)), list(DISTINCT p.split) FROM pub p JOIN docs d USING (doc) "
+            "GROUP BY d.h HAVING count(DISTINCT p.split) > 1"
+        ).fetchall()
+        pairs: list[dict[str, Any]] = [
+            {"kind": "exact", "content_hash": h, "splits": sorted(CODE_SPLITS[s] for s in splits)}
+            for h, splits in exact_rows[:sample]
+        ]
+        near = 0
+        if options.near:
+            near = _near_leaks(con, options, pairs, sample)
+        return len(exact_rows), near, pairs
+    finally:
+        con.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _published_table(con: duckdb.DuckDBPyConnection, decisions: Sequence[np.ndarray]) -> None:
+    """Table ``pub(doc, split)``: every record the decisions publish."""
+    con.execute("CREATE TABLE pub (doc BIGINT, split UTINYINT)")
+    for p, codes in enumerate(decisions):
+        ords = np.flatnonzero(codes)
+        table = pa.table(
+            {"doc": (np.int64(p) << _SHIFT) | ords.astype(np.int64), "split": codes[ords]}
+        )
+        con.register("pbatch", table)
+        con.execute("INSERT INTO pub SELECT * FROM pbatch")
+        con.unregister("pbatch")
+
+
+def _write_provenance(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """content_hash → family, source, line, split of every published record (zstd JSONL)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    splits = " ".join(f"WHEN {code} THEN '{name}'" for code, name in CODE_SPLITS.items())
+    con.execute(
+        "COPY (SELECT lower(hex(d.h)) AS content_hash, pp.family, pp.source, d.line, "
+        f"CASE p.split {splits} END AS split FROM pub p JOIN docs d USING (doc) "
+        f"JOIN parts pp ON pp.p = p.doc >> {_SHIFT} ORDER BY p.doc) "
+        f"TO '{_sql_path(path)}' (FORMAT json, COMPRESSION zstd)"
+    )
+
+
+def _near_leaks(
+    con: duckdb.DuckDBPyConnection, options: DedupOptions, pairs: list[dict[str, Any]], sample: int
+) -> int:
+    con.execute(
+        "CREATE TABLE bandrows AS SELECT d.doc, p.split, unnest(d.bands) AS key, "
+        f"unnest(range(0, {options.bands})) AS band FROM docs d JOIN pub p USING (doc)"
+    )
+    con.execute(
+        "CREATE TABLE cand AS SELECT DISTINCT x.doc AS a, y.doc AS b FROM bandrows x "
+        "JOIN bandrows y ON x.band = y.band AND x.key = y.key AND x.doc < y.doc "
+        "AND x.split <> y.split"
+    )
+    rows = (
+        "SELECT c.a, c.b, da.sig AS sa, db.sig AS sb FROM cand c "
+        "JOIN docs da ON da.doc = c.a JOIN docs db ON db.doc = c.b"
+    )
+    found = 0
+    for batch in _batches(con, rows):
+        sim = _similarity(batch.column("sa"), batch.column("sb"), options.num_perm)
+        hits = np.flatnonzero(sim >= options.threshold)
+        found += len(hits)
+        a, b = batch.column("a").to_numpy(), batch.column("b").to_numpy()
+        for i in hits[: max(0, sample - len(pairs))]:
+            pairs.append({"kind": "near", "a": int(a[i]), "b": int(b[i]), "similarity": sim[i]})
+    return found

@@ -1,0 +1,228 @@
+"""Stage 1 of the compile, for one source file (a *partition*): read, normalize, quarantine,
+content-hash, assign a split, and compute MinHash signatures and LSH band keys.
+
+A partition's output is a folder of three files, all a later stage needs and nothing else:
+
+``records.jsonl.zst``
+    every normalizable record of the file, in file order, as the JSON line that a shard will
+    contain (``{"messages": [...], "metadata": {family, source, line, content_hash}}``);
+``index.parquet``
+    one row per record of ``records.jsonl.zst`` (same order): ``ord``, ``line``, ``h`` (the
+    32-byte content hash), ``split`` (1 train, 2 val, 3 test, from the content hash alone), and
+    with near dedup on, ``bands`` (LSH band keys) and ``sig`` (the MinHash signature);
+``quarantine.jsonl``
+    the file's bad records with their reasons.
+
+Nothing here depends on any other partition, so partitions run in parallel processes (or on
+other machines) and their outputs are reused by later builds while the file and the config are
+unchanged. Deduplication across records happens in stage 2 (:mod:`dataset_assets.core.cluster`).
+"""
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from dataset_assets.core.config import DatasetConfig
+from dataset_assets.core.dedup import content_hash
+from dataset_assets.core.errors import InvalidRecordError
+from dataset_assets.core.minhash import Signer
+from dataset_assets.core.normalize import normalize_messages
+from dataset_assets.core.quarantine import QuarantineWriter, raw_prefix
+from dataset_assets.core.records import Conversation, Message
+from dataset_assets.core.sources import BadItem, iter_source_items
+from dataset_assets.core.split import assign_split
+
+RECORDS_NAME = "records.jsonl.zst"
+INDEX_NAME = "index.parquet"
+QUARANTINE_NAME = "quarantine.jsonl"
+PARTITION_FILES = (RECORDS_NAME, INDEX_NAME, QUARANTINE_NAME)
+SPLIT_CODES: dict[str, int] = {"train": 1, "val": 2, "test": 3}
+"""Split codes in the index and the decisions (0 = dropped)."""
+
+_BATCH = 4096
+_ZSTD_LEVEL = 3
+MAX_SHINGLED_WORDS = 20_000
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """One source file of a family, as the compile reads it."""
+
+    family: str
+    holdout: bool
+    uri: str
+    size: int
+    fingerprint: str
+
+
+@dataclass
+class PartitionSummary:
+    """Counts of one partition (input = candidates + quarantined)."""
+
+    input_records: int = 0
+    candidates: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def partition_digest(spec: PartitionSpec, config_digest: str) -> str:
+    """The key of a partition's outputs: the file's identity and fingerprint + the config parts
+    that shape them. Same file, same config → same outputs, reusable by any later build."""
+    ident = orjson.dumps(
+        [spec.family, spec.holdout, spec.uri, spec.size, spec.fingerprint, config_digest]
+    )
+    return hashlib.sha256(ident).hexdigest()
+
+
+def stage_config_digest(cfg: DatasetConfig) -> str:
+    """Digest of the config options that change a partition's outputs (not shard size, bucket…)."""
+    parts = {
+        "normalize": cfg.normalize.model_dump(mode="json"),
+        "dedup": cfg.dedup.model_dump(mode="json", exclude={"index_cache_mib"}),
+        "seed": cfg.seed,
+        "splits": cfg.splits.model_dump(mode="json"),
+        "format": 1,
+    }
+    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def shingle_text(messages: list[Message]) -> str:
+    """The text MinHash sees: every turn's content, roles ignored (case folding is the signer's)."""
+    return " ".join(m["content"] for m in messages)
+
+
+def _index_schema(near: bool, num_perm: int, bands: int) -> pa.Schema:
+    fields = [
+        pa.field("ord", pa.uint32()),
+        pa.field("line", pa.int64()),
+        pa.field("h", pa.binary(32)),
+        pa.field("split", pa.uint8()),
+    ]
+    if near:
+        fields += [
+            pa.field("bands", pa.list_(pa.int64(), bands)),
+            pa.field("sig", pa.list_(pa.uint32(), num_perm)),
+        ]
+    return pa.schema(fields)
+
+
+class _IndexWriter:
+    """Buffers index rows and writes them in row groups; signatures are computed per batch."""
+
+    def __init__(self, path: Path, cfg: DatasetConfig) -> None:
+        d = cfg.dedup
+        self.near = d.near
+        self.signer = Signer(d.num_perm, d.bands, d.shingle_words) if d.near else None
+        self.schema = _index_schema(d.near, d.num_perm, d.bands)
+        self.writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+        self.ords: list[int] = []
+        self.lines: list[int] = []
+        self.hashes: list[bytes] = []
+        self.splits: list[int] = []
+        self.texts: list[str] = []
+
+    def add(self, ord_: int, line: int, digest: bytes, split: int, text: str) -> None:
+        self.ords.append(ord_)
+        self.lines.append(line)
+        self.hashes.append(digest)
+        self.splits.append(split)
+        if self.near:
+            self.texts.append(text)
+        if len(self.ords) >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.ords:
+            return
+        cols: list[pa.Array] = [
+            pa.array(self.ords, pa.uint32()),
+            pa.array(self.lines, pa.int64()),
+            pa.array(self.hashes, pa.binary(32)),
+            pa.array(self.splits, pa.uint8()),
+        ]
+        if self.signer is not None:
+            sigs = np.ascontiguousarray(self.signer.signatures(self.texts), dtype=np.uint32)
+            keys = np.ascontiguousarray(self.signer.band_keys(sigs)).view(np.int64)
+            cols.append(
+                pa.FixedSizeListArray.from_arrays(pa.array(keys.reshape(-1)), keys.shape[1])
+            )
+            cols.append(
+                pa.FixedSizeListArray.from_arrays(pa.array(sigs.reshape(-1)), sigs.shape[1])
+            )
+        self.writer.write_table(pa.Table.from_arrays(cols, schema=self.schema))
+        self.ords, self.lines, self.hashes, self.splits, self.texts = [], [], [], [], []
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+
+
+def process_partition(
+    stream: BinaryIO, spec: PartitionSpec, cfg: DatasetConfig, out: Path
+) -> PartitionSummary:
+    """Stage 1 for one source file: write ``out/{records, index, quarantine}`` and count."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = PartitionSummary()
+    index = _IndexWriter(out / INDEX_NAME, cfg)
+    try:
+        with (
+            (out / RECORDS_NAME).open("wb") as raw,
+            zstandard.ZstdCompressor(level=_ZSTD_LEVEL).stream_writer(raw) as records,
+            QuarantineWriter(out / QUARANTINE_NAME) as quarantine,
+        ):
+            for conv, text in _conversations(stream, spec, cfg, quarantine, summary):
+                digest = bytes.fromhex(conv.content_hash)
+                split = SPLIT_CODES[
+                    assign_split(conv.content_hash, cfg.seed, cfg.splits, spec.holdout)
+                ]
+                index.add(summary.candidates, conv.line, digest, split, text)
+                records.write(conv.to_json_line())
+                summary.candidates += 1
+            summary.quarantined_by_reason = dict(quarantine.counts)
+    finally:
+        index.close()
+    return summary
+
+
+def _conversations(
+    stream: BinaryIO,
+    spec: PartitionSpec,
+    cfg: DatasetConfig,
+    quarantine: QuarantineWriter,
+    summary: PartitionSummary,
+) -> Iterator[tuple[Conversation, str]]:
+    for item in iter_source_items(stream, spec.uri, cfg.normalize.max_line_bytes):
+        summary.input_records += 1
+        if isinstance(item, BadItem):
+            quarantine.add(item.reason, spec.family, spec.uri, item.line, item.raw)
+            continue
+        try:
+            messages = normalize_messages(item.value, cfg.normalize)
+            digest = content_hash(messages, cfg.dedup)
+        except InvalidRecordError as exc:
+            raw = raw_prefix(item.value)
+            quarantine.add(exc.reason, spec.family, spec.uri, item.line, raw, exc.detail)
+            continue
+        conv = Conversation(messages, spec.family, spec.uri, item.line, digest)
+        yield conv, shingle_text(messages)
+
+
+def read_records(path: Path) -> Iterator[bytes]:
+    """The record lines of a partition's ``records.jsonl.zst``, in order."""
+    with path.open("rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
+        pending = b""
+        while chunk := reader.read(1 << 20):
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                yield line + b"\n"
+        if pending:
+            yield pending
+

@@ -1,0 +1,122 @@
+"""Stage 1 (partitions) and stage 2 (dedup clusters) on local files, without S3."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import zstandard
+
+from bench.gen_corpus import generate
+from dataset_assets.core.cluster import ClusterInput, cluster, find_leaks
+from dataset_assets.core.config import DatasetConfig, parse_config
+from dataset_assets.core.partition import INDEX_NAME, PartitionSpec, process_partition
+
+
+def _config(tmp: Path, **overrides: object) -> DatasetConfig:
+    data = {
+        "bucket": "local-only",
+        "families": [{"name": "a", "paths": ["a/*"]}, {"name": "b", "paths": ["b/*"]}],
+        **overrides,
+    }
+    return parse_config(data, tmp)
+
+
+def _partition(tmp: Path, cfg: DatasetConfig, name: str, records: list[dict], family: str = "a",
+               holdout: bool = False) -> ClusterInput:
+    data = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    out = tmp / "parts" / name
+    spec = PartitionSpec(family, holdout, f"{name}.jsonl", len(data), "fp")
+    process_partition(io.BytesIO(data), spec, cfg, out)
+    return ClusterInput(out / INDEX_NAME, family, spec.uri)
+
+
+def _msgs(text: str) -> dict:
+    return {"messages": [{"role": "user", "content": "question"}, {"role": "assistant", "content": text}]}
+
+
+def test_near_dedup_recall_and_no_false_merges_on_20k_generated_conversations(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    pairs = list(generate(20_000, seed=7, exact_rate=0.05, near_rate=0.10))
+    inp = _partition(tmp_path, cfg, "all", [r for r, _ in pairs])
+    result = cluster([inp], cfg.dedup, tmp_path / "duck")
+    kept = result.decisions[0] != 0
+    originals = np.array([dup is None for _, dup in pairs])
+    found = int((~kept & ~originals).sum())
+    dups = int((~originals).sum())
+    assert dups > 2500 and result.exact_duplicates > 800
+    assert found / dups >= 0.99, (found, dups)
+    assert int((~kept & originals).sum()) == 0  # no original was merged away
+
+
+def test_near_duplicates_never_straddle_splits_and_the_first_seen_wins(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, splits={"train": 0.34, "val": 0.33, "test": 0.33})
+    base = [r for r, dup in generate(400, seed=11, exact_rate=0.0, near_rate=0.0)]
+    records = []
+    for r in base:
+        words = r["messages"][-1]["content"].split()
+        words[len(words) // 2] = "CHANGED"
+        records += [r, _msgs_like(r, " ".join(words))]
+    inp = _partition(tmp_path, cfg, "pairs", records)
+    result = cluster([inp], cfg.dedup, tmp_path / "duck")
+    codes = result.decisions[0]
+    # Every pair (one word changed in a long answer) is one cluster: only the first seen is
+    # published, so the two can never be in different splits.
+    assert result.near_duplicates == len(base)
+    assert all(codes[0::2] != 0) and all(codes[1::2] == 0)
+
+
+def _msgs_like(record: dict, last: str) -> dict:
+    messages = [dict(m) for m in record["messages"]]
+    messages[-1]["content"] = last
+    return {"messages": messages}
+
+
+def test_highest_priority_family_wins_and_the_sidecar_names_both_sides(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    same = _msgs("the very same answer text " * 20)
+    first = _partition(tmp_path, cfg, "a1", [_msgs("only in a " * 30), same], family="a")
+    second = _partition(tmp_path, cfg, "b1", [same, _msgs("only in b " * 30)], family="b")
+    sidecar = tmp_path / "dedup.jsonl.zst"
+    result = cluster([first, second], cfg.dedup, tmp_path / "duck", dedup_sidecar=sidecar)
+    assert list(result.decisions[0] != 0) == [True, True]
+    assert list(result.decisions[1] != 0) == [False, True]
+    rows = [orjson.loads(x) for x in zstandard.decompress(sidecar.read_bytes(),
+                                                          max_output_size=1 << 20).splitlines()]
+    assert rows == [
+        {
+            "kind": "exact",
+            "family": "b",
+            "source": "b1.jsonl",
+            "line": 1,
+            "winner_family": "a",
+            "winner_source": "a1.jsonl",
+            "winner_line": 2,
+            "similarity": 1.0,
+            "content_hash": rows[0]["content_hash"],
+        }
+    ]
+
+
+@pytest.mark.parametrize("near", [True, False])
+def test_leakage_check_fails_when_published_splits_are_tampered_with(
+    tmp_path: Path, near: bool
+) -> None:
+    cfg = _config(tmp_path, dedup={"near": near})
+    text = "a long answer about databases and indexes that is repeated " * 10
+    edited = text.replace("indexes", "indices", 1)
+    inp = _partition(tmp_path, cfg, "p", [_msgs(text), _msgs(text), _msgs(edited)])
+    result = cluster([inp], cfg.dedup, tmp_path / "duck")
+    assert find_leaks([inp], result.decisions, cfg.dedup, tmp_path / "l")[:2] == (0, 0)
+    tampered = result.decisions[0].copy()
+    winner = tampered[0]
+    other = 2 if winner == 1 else 1
+    tampered[1] = other  # the exact copy published in another split
+    exact, near_leaks, pairs = find_leaks([inp], [tampered], cfg.dedup, tmp_path / "l")
+    assert exact == 1 and pairs[0]["kind"] == "exact"
+    if near:
+        tampered = result.decisions[0].copy()
+        tampered[2] = other  # the near copy published in another split
+        exact, near_leaks, _ = find_leaks([inp], [tampered], cfg.dedup, tmp_path / "l")
+        assert (exact, near_leaks) == (0, 1)
