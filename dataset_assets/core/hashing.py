@@ -1,11 +1,14 @@
-"""Hash while writing: sha256 of the whole file plus the S3 ETag the upload will produce.
+"""Hash while writing: sha256 and MD5 of the whole file plus the S3 ETag the upload will produce.
 
 The ETag of an S3 object is the MD5 of its bytes for a single-part upload and
 ``md5(concat(md5(part_i)))-N`` for a multipart one (s3transfer goes multipart at
 ``size >= multipart_threshold``, so a file of exactly one part size is ``md5(md5)-1``). The
 publisher uploads with ``multipart_threshold == part_size``, so one pass over the bytes gives
-every piece of evidence the verifier compares against (DESIGN §5): size, sha256 and the
-expected ETag.
+every piece of evidence the verifier compares against: size, sha256 and the expected ETag.
+
+The whole-file MD5 is what S3 returns as the ETag of an ``UploadPartCopy`` of the file: it lets
+the export be composed server-side from the shards and every copied part be checked against
+bytes hashed while they were written, without reading anything back.
 """
 
 import hashlib
@@ -19,20 +22,22 @@ _READ_SIZE = 1024 * 1024
 
 @dataclass(frozen=True)
 class Digest:
-    """Size, sha256 and expected ETag of a byte sequence."""
+    """Size, sha256, whole-file MD5 and expected ETag of a byte sequence."""
 
     size: int
     sha256: str
     etag: str
     part_size: int
+    md5: str = ""
 
 
 @dataclass
 class StreamHasher:
-    """Incremental sha256 + per-part MD5 for a fixed part size."""
+    """Incremental sha256 + whole-file MD5 + per-part MD5 for a fixed part size."""
 
     part_size: int = DEFAULT_PART_SIZE
     _sha: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    _md5: "hashlib._Hash" = field(default_factory=hashlib.md5)
     _part: "hashlib._Hash" = field(default_factory=hashlib.md5)
     _part_fill: int = 0
     _part_digests: list[bytes] = field(default_factory=list)
@@ -40,6 +45,7 @@ class StreamHasher:
 
     def update(self, data: bytes | memoryview) -> None:
         self._sha.update(data)
+        self._md5.update(data)
         self.size += len(data)
         view = memoryview(data)
         while view:
@@ -62,7 +68,11 @@ class StreamHasher:
         else:
             etag = f"{hashlib.md5(b''.join(parts)).hexdigest()}-{len(parts)}"
         return Digest(
-            size=self.size, sha256=self._sha.hexdigest(), etag=etag, part_size=self.part_size
+            size=self.size,
+            sha256=self._sha.hexdigest(),
+            etag=etag,
+            part_size=self.part_size,
+            md5=self._md5.hexdigest(),
         )
 
 
@@ -81,3 +91,10 @@ def digest_stream(stream: BinaryIO, part_size: int = DEFAULT_PART_SIZE) -> Diges
     while chunk := stream.read(_READ_SIZE):
         hasher.update(chunk)
     return hasher.digest()
+
+
+def multipart_etag(part_md5s: list[str]) -> str:
+    """The ETag S3 gives a multipart object whose parts have these MD5s (hex), in order:
+    ``md5(concat(md5_i))-N``."""
+    joined = b"".join(bytes.fromhex(m) for m in part_md5s)
+    return f"{hashlib.md5(joined).hexdigest()}-{len(part_md5s)}"

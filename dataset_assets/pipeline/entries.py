@@ -4,7 +4,9 @@ from dataset_assets.core.manifest import FileEntry, ShardEntry
 from dataset_assets.storage import PublishedObject
 
 
-def file_entry(obj: PublishedObject) -> FileEntry:
+def file_entry(obj: PublishedObject, *, md5: str | None = None) -> FileEntry:
+    """The manifest entry of a verified object; ``md5``: its whole-file MD5 when known (the
+    staged digest's), which lets the export be composed from it server-side."""
     return FileEntry(
         key=obj.key,
         uri=obj.uri,
@@ -12,9 +14,10 @@ def file_entry(obj: PublishedObject) -> FileEntry:
         sha256=obj.sha256,
         records=obj.records,
         families=obj.families,
+        md5=md5 or None,
     )
 
 
-def shard_entry(split: str, obj: PublishedObject) -> ShardEntry:
+def shard_entry(split: str, obj: PublishedObject, *, md5: str | None = None) -> ShardEntry:
     sid = obj.key.rsplit("/", 1)[-1].removesuffix(".jsonl")
-    return ShardEntry(**file_entry(obj).model_dump(), split=split, shard_id=sid)
+    return ShardEntry(**file_entry(obj, md5=md5).model_dump(), split=split, shard_id=sid)

@@ -1,53 +1,242 @@
-"""The compiled export: every conversation in one file, streamed from the spool to S3.
+"""The compiled export: every conversation in one file, made in S3 from the verified shards.
 
-The export is as large as the dataset, so it is never staged as a local copy (the disk cannot
-hold one). It is read from the compressed spool twice: once to hash it (sha256, size and the
-multipart ETag must be known before the upload starts, because S3 metadata is sent first), once
-to upload it through boto3's transfer manager from a stream. Verification is the same as for
-every other published file.
+A build's export is the concatenation of its shards in manifest order (train, val, test). It is
+published under an immutable, content-addressed key (:func:`build_export_key`, named by the
+manifest) without uploading the data again: :func:`compose_export` composes it server-side
+(``UploadPartCopy`` of each shard, each copied part checked against the MD5 and sha256 computed
+while the shard was written), or, when S3 cannot compose those parts (a shard other than the
+last under 5 MiB, more than 10,000 shards, a shard without a recorded MD5), streams the shards
+back from S3 into one upload, checking each shard's sha256 on the way.
+
+The export's manifest entry lists its ``parts`` (the shard keys) and its verified multipart
+``etag``. A composed export has no sha256 of its own (its bytes never pass through the build):
+``verify --readback`` checks each part's byte range against that shard's sha256
+(:func:`export_problems`). A streamed one records the sha256 of the bytes it sent.
+
+The fixed, well-known key (``compiled/final_training_dataset.jsonl``) changes only after a build
+commits: :func:`promote_export`, called after the latest pointer names the build, server-side
+copies the committed build's export there.
 """
 
+import hashlib
 from collections import Counter
-from typing import BinaryIO
+from collections.abc import Sequence
 
 from dataset_assets.core.config import DatasetConfig
-from dataset_assets.core.hashing import digest_stream
-from dataset_assets.core.layout import SPLITS, export_key
-from dataset_assets.core.manifest import FileEntry
-from dataset_assets.core.staged import StreamedFile
-from dataset_assets.core.streams import open_chunks
-from dataset_assets.pipeline.compile import CompileResult
-from dataset_assets.pipeline.entries import file_entry
-from dataset_assets.storage import Publisher, S3ObjectStore
+from dataset_assets.core.errors import ManifestError, ObjectNotFoundError, StorageError
+from dataset_assets.core.hashing import multipart_etag
+from dataset_assets.core.layout import build_export_key, export_key, latest_manifest_key
+from dataset_assets.core.manifest import FileEntry, Manifest
+from dataset_assets.storage import S3ObjectStore
+from dataset_assets.storage.compose import (
+    compose_parts,
+    copy_object,
+    stream_parts,
+    why_not_composable,
+)
+
+_PROMOTE_ROUNDS = 5
 
 
-def open_export_stream(result: CompileResult) -> BinaryIO:
-    """The export's bytes: the train, val and test spools' records, concatenated."""
-    return open_chunks(record for split in SPLITS for record, _family in result.records(split))
+# -- the export composed in S3 from the verified shards ------------------------------------------
 
 
-def prepare_export(cfg: DatasetConfig, result: CompileResult, store: S3ObjectStore) -> StreamedFile:
-    """Hash the export (first pass over the spool) so it can be uploaded as a stream."""
-    with open_export_stream(result) as stream:
-        digest = digest_stream(stream, cfg.part_size)
-    part_size = store.upload_part_size(digest.size)
-    if part_size != digest.part_size:  # > 10,000 parts: s3transfer needs bigger parts
-        with open_export_stream(result) as stream:
-            digest = digest_stream(stream, part_size)
+def parts_digest(parts: Sequence[FileEntry]) -> str:
+    """Content address of the concatenation of ``parts`` (their sha256s and sizes, in order):
+    identical shards in the same order give the same export key."""
+    text = "\n".join(f"{p.sha256} {p.bytes}" for p in parts)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def immutable_export_key(prefix: str, parts: Sequence[FileEntry]) -> str:
+    """The build's export key, ``{prefix}/compiled/final_training_dataset-{digest[:12]}.jsonl``."""
+    return build_export_key(prefix, parts_digest(parts))
+
+
+def compose_build_export(
+    cfg: DatasetConfig, store: S3ObjectStore, parts: Sequence[FileEntry]
+) -> FileEntry:
+    """:func:`compose_export` of a build's shards (in manifest order) under its immutable key."""
+    return compose_export(store, parts, immutable_export_key(cfg.prefix, parts))
+
+
+def compose_export(store: S3ObjectStore, parts: Sequence[FileEntry], key: str) -> FileEntry:
+    """Publish the concatenation of ``parts`` (published, verified shards, in manifest order)
+    under ``key`` (:func:`immutable_export_key`) without uploading the data again.
+
+    Composed server-side when S3 allows it, else streamed back from S3 (see the module doc);
+    if ``key`` already holds exactly this composition (a rerun), nothing is copied.
+
+    Returns:
+        The export's manifest entry: size, records and families summed over the parts, the
+        verified ``etag``, ``parts`` (the shard keys), and the sha256 only when streamed.
+
+    Raises:
+        VerificationError: a shard in S3 differs from its entry (names the shard) or the result
+            does not match; nothing is left under ``key`` and no multipart upload stays open.
+        UploadFailedError / StorageError: S3 failures.
+    """
+    metadata = {"parts-sha256": parts_digest(parts), "parts": str(len(parts))}
+    if why_not_composable(parts) is None:
+        etag = _already_composed(store, key, parts, metadata["parts-sha256"])
+        if etag is None:
+            etag = compose_parts(store, key, parts, metadata=metadata).etag
+        sha256 = None
+    else:
+        streamed = stream_parts(store, key, parts, metadata=metadata)
+        etag, sha256 = streamed.etag, streamed.sha256
     families: Counter[str] = Counter()
-    for split_families in result.counts.per_split_family.values():
-        families.update(split_families)
-    return StreamedFile(
-        key=export_key(cfg.prefix),
-        open=lambda: open_export_stream(result),
-        digest=digest,
-        records=result.counts.published_records,
+    for part in parts:
+        families.update(part.families)
+    return FileEntry(
+        key=key,
+        uri=store.uri(key),
+        bytes=sum(p.bytes for p in parts),
+        sha256=sha256,
+        records=sum(p.records for p in parts),
         families=dict(families),
+        etag=etag,
+        parts=[p.key for p in parts],
     )
 
 
-def publish_export(cfg: DatasetConfig, result: CompileResult, publisher: Publisher) -> FileEntry:
-    """Hash the export, upload it as a stream, verify it; returns its manifest entry."""
-    return file_entry(
-        publisher.publish_stream(prepare_export(cfg, result, publisher.store), overwrite=True)
+def _already_composed(
+    store: S3ObjectStore, key: str, parts: Sequence[FileEntry], digest: str
+) -> str | None:
+    """The ETag of ``key`` when it already holds this exact composition, else None."""
+    try:
+        info = store.head(key)
+    except ObjectNotFoundError:
+        return None
+    etag = multipart_etag([str(p.md5) for p in parts])
+    same = (
+        info.size == sum(p.bytes for p in parts)
+        and info.etag == etag
+        and info.metadata.get("parts-sha256") == digest
     )
+    return etag if same else None
+
+
+def promote_export(store: S3ObjectStore, manifest: Manifest) -> None:
+    """Make the fixed export key a copy of the latest committed build's export (server-side).
+
+    Call it after ``manifest`` became the latest pointer. The export copied is the one of the
+    build the pointer names *now* (normally ``manifest``; if a newer build committed in the
+    meantime, that one's), and the pointer is re-read after the copy: if it moved, the newer
+    export is copied, so the fixed key never ends on an older build than the pointer. Its
+    metadata names the build (``build-id``) and the source (``source-key``, ``source-etag``).
+
+    Raises:
+        ManifestError: no latest pointer (the build has not committed).
+        StorageError: S3 failures, or the pointer kept moving for several rounds.
+    """
+    target = export_key(manifest.prefix)
+    for _ in range(_PROMOTE_ROUNDS):
+        latest = _latest(store, manifest.prefix)
+        export = latest.export
+        if export is None or export.key == target:
+            return
+        if not _is_promoted(store, target, latest.build_id, export):
+            copy_object(
+                store,
+                export.key,
+                target,
+                metadata={
+                    "build-id": latest.build_id,
+                    "source-key": export.key,
+                    "source-etag": export.etag or "",
+                },
+                source_etag=export.etag,
+            )
+        if _latest(store, manifest.prefix).build_id == latest.build_id:
+            return
+    raise StorageError(
+        f"{store.uri(target)}: the latest pointer moved {_PROMOTE_ROUNDS} times while the export "
+        "was being promoted; run promote_export again",
+        key=target,
+    )
+
+
+def _latest(store: S3ObjectStore, prefix: str) -> Manifest:
+    key = latest_manifest_key(prefix)
+    try:
+        data = store.get_bytes(key)
+    except ObjectNotFoundError as exc:
+        raise ManifestError(
+            f"no {store.uri(key)}: an export is promoted only after its build commits"
+        ) from exc
+    return Manifest.from_json(data, source=store.uri(key))
+
+
+def _is_promoted(store: S3ObjectStore, target: str, build_id: str, export: FileEntry) -> bool:
+    try:
+        info = store.head(target)
+    except ObjectNotFoundError:
+        return False
+    return (
+        info.size == export.bytes
+        and info.metadata.get("build-id") == build_id
+        and info.metadata.get("source-key") == export.key
+    )
+
+
+def export_problems(
+    store: S3ObjectStore, manifest: Manifest, *, readback: bool = False
+) -> list[str]:
+    """Problems with a manifest's export in S3 (empty: intact).
+
+    HEAD: size, and the ETag recorded at publish time. ``readback`` streams it: a composed
+    export is checked part by part, each byte range against its shard's sha256; one with a
+    whole-file sha256 against that too.
+    """
+    entry = manifest.export
+    if entry is None:
+        return []
+    try:
+        info = store.head(entry.key)
+    except ObjectNotFoundError:
+        return [f"{entry.uri}: missing"]
+    problems = []
+    if info.size != entry.bytes or (entry.etag is not None and info.etag != entry.etag):
+        problems.append(
+            f"{entry.uri}: expected {entry.bytes} bytes etag {entry.etag}, "
+            f"S3 has {info.size} bytes etag {info.etag}"
+        )
+    if readback:
+        problems += _readback_problems(store, manifest, entry)
+    return problems
+
+
+def _readback_problems(store: S3ObjectStore, manifest: Manifest, entry: FileEntry) -> list[str]:
+    shards = {s.key: s for s in manifest.shards}
+    ranges: list[tuple[str, int, str | None]] = []
+    for key in entry.parts:
+        shard = shards.get(key)
+        if shard is None:
+            return [f"{entry.uri}: part {key} is not a shard of build {manifest.build_id}"]
+        ranges.append((key, shard.bytes, shard.sha256))
+    problems: list[str] = []
+    whole = hashlib.sha256()
+    chunks = store.iter_bytes(entry.key)
+    pending = b""
+    for key, size, sha256 in ranges:
+        part = hashlib.sha256()
+        need = size
+        while need:
+            if not pending:
+                pending = next(chunks, b"")
+                if not pending:
+                    break
+            take, pending = pending[:need], pending[need:]
+            part.update(take)
+            whole.update(take)
+            need -= len(take)
+        if need or part.hexdigest() != sha256:
+            problems.append(
+                f"{entry.uri}: bytes of part {key} hash to {part.hexdigest()}, not {sha256}"
+            )
+    for rest in [pending, *chunks]:
+        whole.update(rest)
+    if entry.sha256 is not None and whole.hexdigest() != entry.sha256:
+        problems.append(f"{entry.uri}: bytes hash to {whole.hexdigest()}, not {entry.sha256}")
+    return problems

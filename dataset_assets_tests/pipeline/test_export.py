@@ -1,0 +1,162 @@
+"""The build's export: composed from its verified shards under an immutable key, promoted to the
+fixed name only after the build commits. Parametrized over SeaweedFS and Ceph RGW (``store``)."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from dataset_assets.core.errors import ManifestError, VerificationError
+from dataset_assets.core.layout import SPLITS, export_key, latest_manifest_key
+from dataset_assets.core.manifest import (
+    BuildCounts,
+    FileEntry,
+    Manifest,
+    ShardEntry,
+    check_consistent,
+    with_build_id,
+)
+from dataset_assets.pipeline.export import (
+    compose_export,
+    export_problems,
+    immutable_export_key,
+    promote_export,
+)
+from dataset_assets.storage import S3ObjectStore
+from dataset_assets_tests.storage.test_compose import open_uploads, publish_shards
+
+MiB = 1024 * 1024
+PREFIX = "p"
+
+
+def build_shards(
+    store: S3ObjectStore, tmp_path: Path, sizes: dict[str, list[int]]
+) -> tuple[list[ShardEntry], bytes]:
+    shards: list[ShardEntry] = []
+    data = b""
+    for split in SPLITS:
+        entries, split_data = publish_shards(store, tmp_path, sizes.get(split, []), split)
+        shards += entries
+        data += split_data
+    return shards, data
+
+
+def manifest_for(store: S3ObjectStore, shards: list[ShardEntry], export: FileEntry) -> Manifest:
+    n = sum(s.records for s in shards)
+    per_split = {split: sum(s.records for s in shards if s.split == split) for split in SPLITS}
+    manifest = with_build_id(
+        Manifest(
+            build_id="",
+            bucket=store.bucket,
+            prefix=PREFIX,
+            config_digest="c" * 64,
+            shards=shards,
+            export=export,
+            counts=BuildCounts(input_records=n, published_records=n, per_split=per_split),
+        )
+    )
+    check_consistent(manifest)
+    return manifest
+
+
+def commit(store: S3ObjectStore, manifest: Manifest) -> None:
+    """Swap the latest pointer to ``manifest`` (what the build's commit step does)."""
+    store.put_bytes(latest_manifest_key(PREFIX), manifest.to_json())
+
+
+def test_export_is_composed_under_its_immutable_key_and_checks_part_by_part(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    shards, data = build_shards(
+        store, tmp_path, {"train": [6 * MiB, 5 * MiB], "val": [5 * MiB], "test": [30_000]}
+    )
+    key = immutable_export_key(PREFIX, shards)
+    assert key.startswith(f"{PREFIX}/compiled/final_training_dataset-") and key.endswith(".jsonl")
+
+    export = compose_export(store, shards, key)
+
+    assert store.get_bytes(key) == data
+    assert export.parts == [s.key for s in shards]
+    assert export.sha256 is None  # its bytes never passed through the build
+    assert export.etag == store.head(key).etag
+    assert (export.bytes, export.records) == (len(data), sum(s.records for s in shards))
+    manifest = manifest_for(store, shards, export)
+    assert Manifest.from_json(manifest.to_json()) == manifest
+    assert export_problems(store, manifest, readback=True) == []
+    assert not store.exists(export_key(PREFIX)), "compose must not touch the fixed export key"
+
+
+def test_small_shards_are_streamed_and_record_the_sha256(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    shards, data = build_shards(
+        store, tmp_path, {"train": [2 * MiB], "val": [40_000], "test": [10_000]}
+    )
+    export = compose_export(store, shards, immutable_export_key(PREFIX, shards))
+
+    assert store.get_bytes(export.key) == data
+    assert export.sha256 == hashlib.sha256(data).hexdigest()
+    assert export_problems(store, manifest_for(store, shards, export), readback=True) == []
+
+
+def test_corrupted_shard_leaves_no_export_and_no_open_upload(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    shards, _ = build_shards(store, tmp_path, {"train": [6 * MiB, 6 * MiB], "test": [5000]})
+    key = immutable_export_key(PREFIX, shards)
+    store.put_bytes(shards[1].key, os.urandom(shards[1].bytes))
+
+    with pytest.raises(VerificationError, match=shards[1].key):
+        compose_export(store, shards, key)
+
+    assert not store.exists(key)
+    assert open_uploads(store) == []
+
+
+def test_readback_names_the_part_whose_bytes_differ(store: S3ObjectStore, tmp_path: Path) -> None:
+    shards, data = build_shards(store, tmp_path, {"train": [6 * MiB], "val": [20_000]})
+    export = compose_export(store, shards, immutable_export_key(PREFIX, shards))
+    manifest = manifest_for(store, shards, export)
+    tampered = bytearray(data)
+    tampered[-5] ^= 0xFF  # inside the val shard's range
+    store.put_bytes(export.key, bytes(tampered))
+
+    head_only = export_problems(store, manifest)
+    readback = export_problems(store, manifest, readback=True)
+
+    assert len(head_only) == 1 and "etag" in head_only[0]
+    assert [p for p in readback if "part" in p] == [p for p in readback if shards[1].key in p] != []
+    assert not any(shards[0].key in p for p in readback)
+
+
+def test_fixed_key_changes_only_by_promote_and_follows_the_latest_build(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    fixed = export_key(PREFIX)
+    shards1, data1 = build_shards(store, tmp_path, {"train": [6 * MiB], "val": [7000]})
+    m1 = manifest_for(
+        store, shards1, compose_export(store, shards1, immutable_export_key(PREFIX, shards1))
+    )
+    with pytest.raises(ManifestError, match="after its build commits"):
+        promote_export(store, m1)
+    assert not store.exists(fixed)
+
+    commit(store, m1)
+    promote_export(store, m1)
+    assert store.get_bytes(fixed) == data1
+    assert store.head(fixed).metadata["build-id"] == m1.build_id
+
+    shards2, data2 = build_shards(store, tmp_path, {"train": [5 * MiB, 9000]})
+    m2 = manifest_for(
+        store, shards2, compose_export(store, shards2, immutable_export_key(PREFIX, shards2))
+    )
+    assert store.get_bytes(fixed) == data1, "build 2's compose must leave the fixed key alone"
+    commit(store, m2)
+    promote_export(store, m2)
+    assert store.get_bytes(fixed) == data2
+    assert store.head(fixed).metadata["build-id"] == m2.build_id
+    assert store.get_bytes(m1.export.key) == data1  # type: ignore[union-attr]
+
+    promote_export(store, m1)  # a late promote of the older build: the pointer names build 2
+    assert store.get_bytes(fixed) == data2
