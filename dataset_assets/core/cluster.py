@@ -328,7 +328,7 @@ def _write_provenance(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     path.unlink(missing_ok=True)
     splits = " ".join(f"WHEN {code} THEN '{name}'" for code, name in CODE_SPLITS.items())
     con.execute(
-        "COPY (SELECT lower(hex(d.h)) AS content_hash, pp.family, pp.source, d.line, "
+        "COPY (SELECT lower(hex(d.h)) AS h, pp.family, pp.source, d.line, "
         f"CASE p.split {splits} END AS split FROM pub p JOIN docs d USING (doc) "
         f"JOIN parts pp ON pp.p = p.doc >> {_SHIFT} ORDER BY p.doc) "
         f"TO '{_sql_path(path)}' (FORMAT json, COMPRESSION zstd)"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.errors import QualityGateError
-from dataset_assets.core.layout import SPLITS, build_sidecar_key
-from dataset_assets.core.manifest import FileEntry, Manifest, ShardEntry
+from dataset_assets.core.layout import SPLITS, build_sidecar_key, cache_shards_key
+from dataset_assets.core.manifest import FileEntry, Manifest, ShardEntry, with_build_id
 from dataset_assets.pipeline.commit import (
     PointerState,
     commit_manifest,
@@ -27,7 +27,7 @@ from dataset_assets.pipeline.compile import (
 )
 from dataset_assets.pipeline.export import compose_build_export, promote_export
 from dataset_assets.pipeline.manifest import assemble_manifest
-from dataset_assets.pipeline.shards import ShardStats, publish_all_shards
+from dataset_assets.pipeline.shards import ShardStats, publish_all_shards, shard_set_digest
 from dataset_assets.storage import Journal, S3ObjectStore
 
 
@@ -75,12 +75,25 @@ class Build:
         manifest = assemble_manifest(
             self.cfg, result, shards, export, result.quarantine, result.provenance
         )
+        manifest = with_build_id(
+            manifest.model_copy(
+                update={"dedup": result.dedup, "cache_keys": self.cache_keys(result)}
+            )
+        )
         started = PointerState(etag=result.started_from_etag, build_id=result.started_from_build)
         commit_manifest(self.store, manifest, self.cfg.manifest_path, started)
         if manifest.export is not None:
             promote_export(self.store, manifest)
         self.publish_journal(manifest)
         return manifest
+
+    def cache_keys(self, result: CompileResult) -> list[str]:
+        shard_sets = [
+            cache_shards_key(self.cfg.prefix, shard_set_digest(self.cfg, part, split))
+            for part in result.partitions
+            for split in part.split_records
+        ]
+        return result.cache_keys(self.cfg.prefix, shard_sets)
 
     def publish_journal(self, manifest: Manifest) -> str:
         """Upload the run's journal next to its manifest (kept out of the deterministic manifest)."""

@@ -12,6 +12,7 @@ in another process or on another machine and needs nothing but S3.
 """
 
 import concurrent.futures
+import functools
 import hashlib
 import multiprocessing
 import os
@@ -53,7 +54,7 @@ from dataset_assets.core.sources import SourceRef
 from dataset_assets.core.staged import StagedFile
 from dataset_assets.pipeline.entries import file_entry
 from dataset_assets.pipeline.sources import list_sources, open_source
-from dataset_assets.storage import Publisher, S3ObjectStore
+from dataset_assets.storage import Publisher, S3ObjectStore, S3Settings
 
 SUMMARY_NAME = "summary.json"
 
@@ -108,10 +109,12 @@ class CompileResult(_Frozen):
     def decisions_key(self, prefix: str, part: PartitionRef) -> str:
         return cache_decisions_key(prefix, self.cluster_digest, part.digest)
 
-    @property
-    def cache_keys(self) -> list[str]:
-        """Digests of the intermediates this build used (gc keeps them while the build is kept)."""
-        return [p.digest for p in self.partitions] + [self.cluster_digest]
+    def cache_keys(self, prefix: str, shard_sets: Sequence[str] = ()) -> list[str]:
+        """The intermediates this build used (S3 keys, and folders ending in ``/``): gc keeps
+        them while a manifest that lists them is kept."""
+        parts = [cache_partition_key(prefix, p.digest, "") + "/" for p in self.partitions]
+        decisions = cache_decisions_key(prefix, self.cluster_digest, "").rsplit("/", 1)[0] + "/"
+        return sorted({*parts, decisions, *shard_sets})
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,27 @@ def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     )
 
 
+@dataclass(frozen=True)
+class StoreSpec:
+    """What a worker process needs to open the build's store (a boto3 client is not picklable)."""
+
+    bucket: str
+    settings: S3Settings
+    part_size: int
+
+    @classmethod
+    def of(cls, store: S3ObjectStore) -> "StoreSpec":
+        return cls(store.bucket, store.settings, store.part_size)
+
+    def open(self) -> S3ObjectStore:
+        return _worker_store(self)
+
+
+@functools.cache
+def _worker_store(spec: StoreSpec) -> S3ObjectStore:
+    return S3ObjectStore(spec.bucket, spec.settings, part_size=spec.part_size)
+
+
 # -- stage 1 -------------------------------------------------------------------------------------
 
 
@@ -152,7 +176,7 @@ class _PartitionTask:
     holdout: bool
     digest: str
     cfg: DatasetConfig
-    store: S3ObjectStore
+    store: StoreSpec
     out: Path
     keep_local: bool
 
@@ -164,18 +188,19 @@ def _spec(ref: SourceRef, holdout: bool) -> PartitionSpec:
 def _run_partition(task: _PartitionTask) -> PartitionSummary:
     """In a worker process: stage 1 for one file, then publish its intermediates to S3."""
     shutil.rmtree(task.out, ignore_errors=True)
-    with open_source(task.ref, task.store) as stream:
+    store = task.store.open()
+    with open_source(task.ref, store) as stream:
         summary = process_partition(stream, _spec(task.ref, task.holdout), task.cfg, task.out)
     prefix = task.cfg.prefix
-    with Publisher(task.store, max_in_flight=len(PARTITION_FILES)) as publisher:
+    with Publisher(store, max_in_flight=len(PARTITION_FILES)) as publisher:
         for name in PARTITION_FILES:
             path = task.out / name
-            digest = digest_file(path, task.store.upload_part_size(path.stat().st_size))
+            digest = digest_file(path, store.upload_part_size(path.stat().st_size))
             key = cache_partition_key(prefix, task.digest, name)
             publisher.submit(StagedFile(path, key, digest, keep_local=task.keep_local))
     body = orjson.dumps(summary.__dict__)
     # summary.json last: its presence means the partition's intermediates are all in S3.
-    task.store.put_bytes(cache_partition_key(prefix, task.digest, SUMMARY_NAME), body)
+    store.put_bytes(cache_partition_key(prefix, task.digest, SUMMARY_NAME), body)
     if task.keep_local:
         (task.out / SUMMARY_NAME).write_bytes(body)
     else:
@@ -213,7 +238,8 @@ def run_partitions(
             summaries[digest] = cached
         elif digest not in {t.digest for t in todo}:
             out = area.partition_dir(digest)
-            todo.append(_PartitionTask(ref, holdout, digest, cfg, store, out, area.cache is not None))
+            keep = area.cache is not None
+            todo.append(_PartitionTask(ref, holdout, digest, cfg, StoreSpec.of(store), out, keep))
     if todo:
         with process_pool(min(worker_count(cfg), len(todo))) as pool:
             for task, summary in zip(todo, pool.map(_run_partition, todo), strict=True):

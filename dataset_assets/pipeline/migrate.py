@@ -2,7 +2,10 @@
 
 Each file goes through the publish protocol (upload → verify) under
 ``{migration.prefix}/{relative_path}``; then a ledger line is written, and only then is the local
-file deleted, so a file never disappears locally without a record of where it went. The bytes
+file deleted, so a file never disappears locally without a record of where it went. A file that
+a source family reads is refused (:class:`SourceInUseError`) unless
+``migration.allow_active_sources`` is set; then the outcome names the families, which must list
+the migrated ``s3://`` folder to keep reading it. The bytes
 published are the bytes hashed when the publish runs (not at discovery); a file that changes
 while it is being hashed or uploaded fails verification and stays local.
 """
@@ -24,7 +27,9 @@ from dataset_assets.core.migration import (
     FileChangedError,
     LedgerEntry,
     append_ledger,
+    check_not_in_use,
     discover,
+    migrated_folder_uri,
     read_ledger,
     resolve_partition,
     utc_now,
@@ -51,6 +56,7 @@ class MigrationOutcome:
     size: int
     sha256: str
     status: Status
+    read_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,8 @@ def migrate_file(
     """Publish one local file to ``{migration.prefix}/{relative_path}``, record it, delete it.
 
     Raises:
+        SourceInUseError: a source family reads the file (``migration.allow_active_sources``
+            off); nothing is sent.
         MigrationError: the path is refused (symlink, escape), changed while being hashed, or
             is gone locally without a verified copy in S3.
         UploadFailedError, VerificationError: the publish failed; the local file is kept.
@@ -110,6 +118,7 @@ def migrate_file(
     key = migrated_key(cfg.migration.prefix, relative_path)
     if not path.exists():
         return confirm_migrated(cfg, store, relative_path, key, path, run_id=run_id)
+    read_by = check_not_in_use(cfg, relative_path, path)
     if not path.is_file():
         raise MigrationError(f"refused {path}: not a regular file")
     before = path.stat()
@@ -142,7 +151,7 @@ def migrate_file(
     append_ledger(cfg.migration.ledger_path, entry)
     path.unlink()
     status: Status = "uploaded" if published.uploaded else "already_in_s3"
-    return _outcome(entry, status)
+    return _outcome(entry, status, read_by)
 
 
 def confirm_migrated(
@@ -194,7 +203,7 @@ def confirm_migrated(
     return _outcome(recorded, "already_migrated")
 
 
-def _outcome(entry: LedgerEntry, status: Status) -> MigrationOutcome:
+def _outcome(entry: LedgerEntry, status: Status, read_by: tuple[str, ...] = ()) -> MigrationOutcome:
     return MigrationOutcome(
         relative_path=entry.relative_path,
         local_path=entry.local_path,
@@ -203,6 +212,21 @@ def _outcome(entry: LedgerEntry, status: Status) -> MigrationOutcome:
         size=entry.size,
         sha256=entry.sha256,
         status=status,
+        read_by=read_by,
+    )
+
+
+def source_moved_note(cfg: DatasetConfig, outcome: MigrationOutcome) -> str | None:
+    """What the user must change after migrating a family's input (``None`` if no family read
+    it): the family keeps reading it only if it lists the migrated folder."""
+    if not outcome.read_by:
+        return None
+    noun = "family" if len(outcome.read_by) == 1 else "families"
+    names = ", ".join(outcome.read_by)
+    return (
+        f"{outcome.relative_path} was read by {noun} {names} and is now only in S3: add "
+        f"{migrated_folder_uri(cfg, outcome.relative_path)} to the paths of {noun} {names} in "
+        f"the dataset config, or the next build will not read it"
     )
 
 

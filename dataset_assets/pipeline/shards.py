@@ -26,6 +26,7 @@ from dataset_assets.core.shards import write_shards
 from dataset_assets.pipeline.compile import (
     CompileResult,
     PartitionRef,
+    StoreSpec,
     WorkArea,
     local_intermediate,
     process_pool,
@@ -56,7 +57,7 @@ def shard_set_digest(cfg: DatasetConfig, part: PartitionRef, split: str) -> str:
 @dataclass(frozen=True)
 class _ShardTask:
     cfg: DatasetConfig
-    store: S3ObjectStore
+    store: StoreSpec
     result: CompileResult
     part: PartitionRef
     area: WorkArea
@@ -65,7 +66,7 @@ class _ShardTask:
 
 def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], ShardStats]:
     """In a worker process: one partition's shards of every split (reused or written)."""
-    cfg, store, part = task.cfg, task.store, task.part
+    cfg, store, part = task.cfg, task.store.open(), task.part
     entries: dict[str, list[ShardEntry]] = {}
     missing = []
     for split in SPLITS:
@@ -121,7 +122,8 @@ def publish_all_shards(
     cfg: DatasetConfig, store: S3ObjectStore, result: CompileResult, area: WorkArea
 ) -> tuple[dict[str, list[ShardEntry]], ShardStats]:
     """Every split's shards, in partition order; partitions run in parallel processes."""
-    tasks = [_ShardTask(cfg, store, result, part, area, result.run_id) for part in result.partitions]
+    spec = StoreSpec.of(store)
+    tasks = [_ShardTask(cfg, spec, result, part, area, result.run_id) for part in result.partitions]
     by_split: dict[str, list[ShardEntry]] = {s: [] for s in SPLITS}
     total = ShardStats()
     if not tasks:

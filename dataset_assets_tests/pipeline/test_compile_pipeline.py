@@ -1,0 +1,156 @@
+"""The whole build (plain path) against SeaweedFS: split stability, quarantine, provenance,
+incremental rebuilds that reuse intermediates and shards, the dedup sidecar."""
+
+import gzip
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+import zstandard
+
+from bench.gen_corpus import generate
+from dataset_assets.core.config import DatasetConfig, parse_config
+from dataset_assets.core.errors import QualityGateError
+from dataset_assets.core.manifest import Manifest
+from dataset_assets.core.provenance import read_provenance
+from dataset_assets.pipeline.build import Build, build_dataset
+from dataset_assets.storage import S3ObjectStore, S3Settings
+
+
+def _config(tmp: Path, **overrides: object) -> DatasetConfig:
+    data = {
+        "bucket": f"cp-{uuid.uuid4().hex[:12]}",
+        "families": [
+            {"name": "main", "paths": ["data/main/*"]},
+            {"name": "held", "paths": ["data/held/*"], "holdout": True},
+        ],
+        "splits": {"train": 0.8, "val": 0.1, "test": 0.1},
+        "shard_size": 64 * 1024,
+        "part_size": 5 * 1024 * 1024,
+        "staging_dir": ".local/staging",
+        "manifest_path": ".local/manifest.json",
+        **overrides,
+    }
+    return parse_config(data, tmp)
+
+
+def _store(cfg: DatasetConfig, settings: S3Settings) -> S3ObjectStore:
+    store = S3ObjectStore(cfg.bucket, settings, part_size=cfg.part_size)
+    store.ensure_bucket()
+    return store
+
+
+def _write(path: Path, records: list[dict], *, gz: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    path.write_bytes(gzip.compress(data) if gz else data)
+
+
+def _published(store: S3ObjectStore, manifest: Manifest) -> dict[str, str]:
+    """content_hash → split of every record in the build's shards (read back from S3)."""
+    out = {}
+    for shard in manifest.shards:
+        for line in store.get_bytes(shard.key).splitlines():
+            out[orjson.loads(line)["metadata"]["content_hash"]] = shard.split
+    return out
+
+
+def test_adding_a_file_moves_no_conversation_and_reuses_every_other_shard(
+    tmp_path: Path, seaweed: S3Settings
+) -> None:
+    records = [r for r, _ in generate(3300, seed=3, exact_rate=0.0, near_rate=0.0)]
+    _write(tmp_path / "data/main/m.jsonl", records[:2000])
+    _write(tmp_path / "data/held/h.jsonl", records[2000:3000])
+    cfg = _config(tmp_path)
+    store = _store(cfg, seaweed)
+    first = build_dataset(cfg, store)
+    before = _published(store, first)
+    assert len(before) == 3000
+
+    # the new file sorts first among the family's files: placement must not matter
+    _write(tmp_path / "data/main/a-new.jsonl.gz", records[3000:3300], gz=True)
+    build = Build(cfg, store, "second")
+    result = build.compile()
+    shards, stats = build.shards(result)
+    second = build.commit(result, [e for s in ("train", "val", "test") for e in shards[s]],
+                          build.export(shards))
+    after = _published(store, second)
+    assert len(after) == 3300
+    assert [h for h, split in before.items() if after[h] != split] == []
+    old_keys = {s.key for s in first.shards}
+    new_keys = [s.key for s in second.shards if s.key not in old_keys]
+    assert stats.reused == len(first.shards) and stats.written == len(new_keys)
+    assert all(s.key in {x.key for x in second.shards} for s in first.shards)
+    assert set(second.counts.per_split_family["test"]) == {"main", "held"}
+    assert "held" not in second.counts.per_split_family.get("train", {})
+
+
+def test_every_bad_input_lands_in_quarantine_with_its_reason(
+    tmp_path: Path, seaweed: S3Settings
+) -> None:
+    good = {
+        "messages": [{"role": "user", "content": "fine"}, {"role": "assistant", "content": "ok"}]
+    }
+    lines = [
+        orjson.dumps(good),
+        b"{broken",
+        b"\xff\xfe not utf8",
+        orjson.dumps({"foo": "bar"}),
+        orjson.dumps({"messages": [{"role": "narrator", "content": "x"}]}),
+        orjson.dumps({"messages": [{"role": "user", "content": ""}]}),
+        orjson.dumps({"messages": [{"role": "user", "content": 3}]}),
+        orjson.dumps({"messages": [{"role": "system", "content": "only"}]}),
+        orjson.dumps({"prompt": "x" * 5000, "response": "long"}),
+    ]
+    folder = tmp_path / "data/main"
+    folder.mkdir(parents=True)
+    (folder / "bad.jsonl").write_bytes(b"\n".join(lines) + b"\n" + b'{"messages": [{"ro')
+    (folder / "cut.jsonl.zst").write_bytes(
+        zstandard.ZstdCompressor().compress(orjson.dumps(good) + b"\n")[:-6]
+    )
+    (folder / "notarray.json").write_bytes(b'{"messages": []}')
+    cfg = _config(tmp_path, normalize={"max_line_bytes": 4096})
+    store = _store(cfg, seaweed)
+    result = Build(cfg, store, "q").compile()
+    assert result.counts.quarantined_by_reason == {
+        "malformed_json": 1,
+        "invalid_utf8": 1,
+        "unknown_shape": 1,
+        "unknown_role": 1,
+        "empty_turn": 1,
+        "non_string_content": 1,
+        "empty_conversation": 1,
+        "line_too_long": 1,
+        "truncated_record": 2,
+        "not_a_json_array": 1,
+    }
+    entries = [orjson.loads(x) for x in store.get_bytes(result.quarantine.key).splitlines()]
+    assert len(entries) == 11
+    assert all(e["source"] and e["line"] >= 1 and e["reason"] for e in entries)
+    by_reason = {e["reason"]: e for e in entries}
+    assert by_reason["line_too_long"]["line"] == 9
+    assert by_reason["malformed_json"]["raw_prefix"] == "{broken"
+    with pytest.raises(QualityGateError, match="quarantine_max_ratio"):
+        build_dataset(cfg, store)
+
+
+def test_provenance_and_dedup_sidecars_account_for_every_record(
+    tmp_path: Path, seaweed: S3Settings
+) -> None:
+    records = [r for r, _ in generate(600, seed=5)]
+    _write(tmp_path / "data/main/a.jsonl", records)
+    cfg = _config(tmp_path)
+    store = _store(cfg, seaweed)
+    manifest = build_dataset(cfg, store)
+    assert manifest.provenance is not None and manifest.dedup is not None
+    rows = read_provenance(store.get_bytes(manifest.provenance.key))
+    assert len(rows) == manifest.counts.published_records
+    assert {r["h"] for r in rows} == set(_published(store, manifest))
+    dropped = read_provenance(store.get_bytes(manifest.dedup.key))
+    c = manifest.counts
+    assert c.near_duplicates > 0 and c.exact_duplicates > 0
+    assert len(dropped) == c.exact_duplicates + c.near_duplicates
+    assert {d["kind"] for d in dropped} == {"exact", "near"}
+    assert all(d["winner_line"] < d["line"] and d["similarity"] >= 0.7 for d in dropped)
+    assert c.input_records == c.published_records + len(dropped) + c.quarantined
