@@ -6,6 +6,9 @@
 - ``aws``: the standard AWS configuration chain (profile, env keys, instance role,
   ``AWS_ENDPOINT_URL_S3`` for S3-compatible servers such as MinIO or Ceph).
 ``DATASET_ASSETS_CONFIG`` is the dataset config file (default ``dataset.yaml``).
+
+The ``s3`` resource is dagster-aws's ``S3Resource`` (``ObjectStoreResource``); its keys are
+``dg.EnvVar`` references, so the UI and GraphQL show variable names, never secrets.
 """
 
 import os
@@ -20,12 +23,35 @@ from dataset_assets.defs import migration as migration_defs
 from dataset_assets.defs import sensors as sensor_defs
 from dataset_assets.defs.io_manager import S3PublishIOManager
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
-from dataset_assets.environments import s3_settings
+from dataset_assets.environments import credential_env, s3_settings
+
+
+def make_s3_resource(environ: Mapping[str, str]) -> ObjectStoreResource:
+    """The ``s3`` resource of the environment ``environ`` selects; keys as ``dg.EnvVar``."""
+    settings = s3_settings(environ)
+    creds = credential_env(environ)
+    for name, value in creds.local_values:
+        # The embedded server's public development keys, for EnvVar resolution in this process
+        # and the run processes it starts (they load these definitions too).
+        os.environ[name] = value
+    return ObjectStoreResource(
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region,
+        profile_name=settings.profile,
+        aws_access_key_id=dg.EnvVar(creds.access_key_id) if creds.access_key_id else None,
+        aws_secret_access_key=(
+            dg.EnvVar(creds.secret_access_key) if creds.secret_access_key else None
+        ),
+        max_attempts=settings.max_attempts,
+        addressing_style=settings.addressing_style,
+        request_checksum_calculation=settings.request_checksum_calculation,
+        response_checksum_validation=settings.response_checksum_validation,
+    )
 
 
 def make_resources(environ: Mapping[str, str], config_path: str) -> dict[str, object]:
     dataset = DatasetConfigResource(config_path=config_path)
-    s3 = ObjectStoreResource.from_settings(s3_settings(environ))
+    s3 = make_s3_resource(environ)
     return {
         "dataset": dataset,
         "s3": s3,
