@@ -1,0 +1,367 @@
+"""MinHash signatures and LSH band keys for a batch of conversations, vectorized with numpy.
+
+What is hashed (the same shingle set as before): the case-folded conversation text (every
+turn's content joined with a space, roles ignored), split into words as :meth:`str.split` does
+(every Unicode whitespace character separates words), capped at the first
+:data:`MAX_SHINGLED_WORDS` words; the shingles are the word ``w``-grams, and a text of at most
+``w`` words is one shingle of all its words (an empty text is one empty shingle).
+
+How, with no Python loop per word or shingle (one pass of numpy over a batch's UTF-8 bytes):
+
+1. The batch's case-folded texts are joined into one byte buffer. Whitespace positions are found
+   in one vectorized scan (ASCII whitespace directly; the few multi-byte Unicode spaces are
+   rewritten to ``b" "`` first, only in batches that contain non-ASCII text).
+2. Each word is hashed from its bytes, 8 at a time (a multiply / xor-shift chain over 64-bit
+   lanes, finalized with MurmurHash3's ``fmix64``); words longer than 128 bytes (rare) are
+   hashed with BLAKE2b.
+3. Each shingle hash is ``fmix64(K[len] + Σ word_hash[j] · C[j])``: order-sensitive, and equal
+   for equal word sequences in any document. ``K`` depends on ``seed``.
+4. The signature is a **one-permutation MinHash with optimal densification** (Shrivastava,
+   ICML 2017): the high 32 bits of a shingle hash pick one of ``num_perm`` bins, the low 32 bits
+   are its value, and each bin keeps its minimum (one ``np.minimum.at`` scatter for the whole
+   batch). A bin that no shingle fell in copies the value of the first non-empty bin along a
+   fixed pseudo-random probe sequence (the same for every document). For two documents, each
+   signature slot is equal with probability equal to the Jaccard similarity of their shingle
+   sets, as with ``num_perm`` independent permutations, at the cost of one hash per shingle
+   instead of ``num_perm``.
+
+Band keys: band ``b`` of a signature (rows ``b*r .. b*r + r - 1``, ``r = num_perm / bands``) is
+hashed with its index to one 64-bit key (equal rows give equal keys; different rows collide with
+probability ~2^-64).
+
+Everything is integer arithmetic on explicit little-endian 64-bit lanes with fixed constants:
+signatures are identical across processes, runs and machines (no ``hash()`` randomization).
+:attr:`Signer.version` names the algorithm and parameters, for keys of stored signatures.
+"""
+
+import hashlib
+import sys
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+MAX_SHINGLED_WORDS: Final = 20_000
+"""Words of a conversation used for its MinHash (bounds CPU on pathological 50 MB records)."""
+
+DEFAULT_SEED: Final = 1_234_567
+ALGORITHM: Final = "oph-dens-v1"
+"""Bump when any output of :class:`Signer` changes for the same inputs."""
+
+U64 = npt.NDArray[np.uint64]
+U32 = npt.NDArray[np.uint32]
+
+_M = np.uint64
+_MASK64 = (1 << 64) - 1
+_LONG_WORD = 128
+"""Words longer than this many bytes are hashed with BLAKE2b instead of the 8-byte lanes."""
+_BATCH_CHARS = 1 << 18
+"""Texts are processed in groups of about this many characters: small enough for the
+temporary arrays to stay in cache and in the allocator's heap (2-3x faster than 4 MB groups)."""
+_PROBES = 256
+"""Vectorized densification probes; bins still empty after them take the next non-empty bin."""
+# str.split() whitespace (= str.isspace()) outside ASCII, as UTF-8; the test checks the list.
+_UNICODE_SPACES: Final = (
+    "\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+_SPACE_CODES2 = np.array(
+    [int.from_bytes(c.encode(), "big") for c in _UNICODE_SPACES if len(c.encode()) == 2],
+    dtype=np.uint32,
+)
+_SPACE_CODES3 = np.array(
+    [int.from_bytes(c.encode(), "big") for c in _UNICODE_SPACES if len(c.encode()) == 3],
+    dtype=np.uint32,
+)
+_EMPTY: Final = 0xFFFFFFFF
+_LITTLE: Final = sys.byteorder == "little"
+_K_WORD = _M(0x9E3779B97F4A7C15)
+_K_LEN = _M(0xC2B2AE3D27D4EB4F)
+_BYTE_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [_MASK64], dtype=np.uint64)
+
+
+def _splitmix(x: int) -> int:
+    """SplitMix64 of a Python int: the source of every constant here."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _constants(seed: int, tag: int, n: int, odd: bool = False) -> U64:
+    out = [_splitmix((seed * 0x100000001B3 + tag * 0x10001 + i) & _MASK64) for i in range(n)]
+    return np.array([x | 1 if odd else x for x in out], dtype=np.uint64)
+
+
+def _fmix64(h: U64) -> U64:
+    """MurmurHash3's 64-bit finalizer, in place (a bijection with full avalanche)."""
+    h ^= h >> _M(33)
+    h *= _M(0xFF51AFD7ED558CCD)
+    h ^= h >> _M(33)
+    h *= _M(0xC4CEB9FE1A85EC53)
+    h ^= h >> _M(33)
+    return h
+
+
+def conversation_text(contents: Sequence[str]) -> str:
+    """The text a conversation's MinHash sees: its turns' contents joined with a space."""
+    return " ".join(contents)
+
+
+class Signer:
+    """MinHash signatures (``num_perm`` uint32 slots) and LSH band keys for batches of texts."""
+
+    def __init__(
+        self,
+        num_perm: int = 128,
+        bands: int = 32,
+        shingle_words: int = 3,
+        seed: int = DEFAULT_SEED,
+        max_words: int = MAX_SHINGLED_WORDS,
+    ) -> None:
+        if num_perm < 1 or bands < 1 or num_perm % bands:
+            raise ValueError(
+                f"num_perm ({num_perm}) must be a positive multiple of bands ({bands})"
+            )
+        if shingle_words < 1 or max_words < 1:
+            raise ValueError("shingle_words and max_words must be positive")
+        self.num_perm = num_perm
+        self.bands = bands
+        self.rows = num_perm // bands
+        self.shingle_words = shingle_words
+        self.seed = seed
+        self.max_words = max_words
+        self.version = (
+            f"{ALGORITHM}:perm={num_perm}:bands={bands}:w={shingle_words}:seed={seed}"
+            f":cap={max_words}"
+        )
+        w = shingle_words
+        # shingle hash = fmix64(arity[len] + sum(word_hash[j] * coef[j]))
+        self._coef = _constants(seed, 1, w, odd=True)
+        self._arity = _constants(seed, 2, w + 1)
+        self._band_seed = _constants(seed, 3, bands)
+        self._band_coef = _constants(seed, 4, self.rows, odd=True)
+        # probe sequence of densification: attempt t of empty bin i reads bin _donors[t, i]
+        probe = _constants(seed, 5, _PROBES * num_perm).reshape(_PROBES, num_perm)
+        self._donors = ((probe >> _M(32)) * _M(num_perm) >> _M(32)).astype(np.intp)
+
+    # -- signatures -------------------------------------------------------------------------
+
+    def signatures(self, texts: Sequence[str]) -> U32:
+        """MinHash signatures of ``texts``: shape ``(len(texts), num_perm)``, uint32."""
+        out = np.empty((len(texts), self.num_perm), dtype=np.uint32)
+        start = 0
+        while start < len(texts):
+            end, chars = start, 0
+            while end < len(texts) and (end == start or chars + len(texts[end]) <= _BATCH_CHARS):
+                chars += len(texts[end])
+                end += 1
+            out[start:end] = self._sign_batch(texts[start:end])
+            start = end
+        return out
+
+    def shingle_hashes(self, texts: Sequence[str]) -> tuple[U64, npt.NDArray[np.int64]]:
+        """Every shingle hash of ``texts`` (repeats included) and the index of its text.
+
+        Grouped by text, in text order within a text. For tests and for other sketches:
+        :meth:`signatures` uses the same hashes.
+        """
+        hashes, docs = self._shingles(texts, 1)
+        order = np.argsort(docs, kind="stable")
+        order = order[docs[order] < len(texts)]
+        return hashes[order], docs[order]
+
+    def _sign_batch(self, texts: Sequence[str]) -> U32:
+        n, k = len(texts), self.num_perm
+        hashes, slot = self._shingles(texts, k)  # slot = text index * k (n * k: no text)
+        if k & (k - 1) == 0:
+            bins = hashes >> _M(64 - (k.bit_length() - 1)) if k > 1 else np.zeros_like(hashes)
+        else:
+            bins = ((hashes >> _M(32)) * _M(k)) >> _M(32)
+        slot += bins.view(np.int64)
+        # bin value: the low 32 bits of the shingle hash; 0xFFFFFFFF marks an empty bin
+        values = np.full((n + 1) * k, _EMPTY, dtype=np.uint32)
+        low = hashes.view(np.uint32)[0 if _LITTLE else 1 :: 2]  # low 32 bits, no copy
+        np.minimum.at(values, slot, low)
+        return self._densify(values[: n * k].reshape(n, k))
+
+    def _densify(self, values: U32) -> U32:
+        """Fill each empty bin from the first non-empty bin of its probe sequence."""
+        empty = values == _EMPTY
+        rows = np.flatnonzero(empty.any(axis=1))
+        if not len(rows):
+            return values
+        vals, full = values[rows], ~empty[rows]
+        result = vals.copy()
+        need = ~full
+        live = np.arange(len(rows))
+        for t in range(_PROBES):
+            donor = self._donors[t]
+            take = need[live] & full[live][:, donor]
+            sub = result[live]
+            np.copyto(sub, vals[live][:, donor], where=take)
+            result[live] = sub
+            need[live] &= ~take
+            if t % 4 == 3:
+                live = live[need[live].any(axis=1)]
+                if not len(live):
+                    break
+        for i in np.flatnonzero(need.any(axis=1)):
+            # after _PROBES probes (only documents with very few shingles): the next non-empty
+            # bin to the right, circularly, a deterministic function of the same bins
+            nonempty = np.flatnonzero(full[i])
+            for j in np.flatnonzero(need[i]):
+                pos = np.searchsorted(nonempty, j) % len(nonempty)
+                result[i, j] = vals[i, nonempty[pos]]
+        values[rows] = result
+        return values
+
+    def _shingles(self, texts: Sequence[str], scale: int) -> tuple[U64, npt.NDArray[np.int64]]:
+        """Shingle hashes of a batch and ``scale`` × the index of the text of each
+        (``scale * len(texts)`` for a word window that is not a shingle of one text)."""
+        n, w, cap = len(texts), self.shingle_words, self.max_words
+        encoded = []
+        for text in texts:
+            if len(text) > 40 * cap:  # surely over the cap: cut it here, not in numpy
+                text = " ".join(text.split(None, cap)[:cap])
+            encoded.append(text.casefold().encode("utf-8", "surrogatepass"))
+        # b" " before, between and after the texts: every word is bounded by whitespace
+        buf = b" " + b" ".join(encoded) + b" " * 9
+        text_start = np.empty(n, dtype=np.int64)
+        if n:
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+            text_start[0] = 1
+            np.cumsum(lengths[:-1] + 1, out=text_start[1:])
+            text_start[1:] += 1
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        if not buf.isascii():
+            arr = _blank_unicode_spaces(arr)
+            buf = arr.tobytes()
+        word_start, word_end = _words(arr)
+        word_hash = _hash_words(buf, word_start, word_end)
+
+        # words of each text (in order), capped
+        first = np.searchsorted(word_start, text_start)
+        counts = np.diff(first, append=len(word_start))
+        if n and counts.max() > cap:
+            doc_of_word = np.repeat(np.arange(n, dtype=np.int64), counts)
+            keep = (np.arange(len(word_start)) - first[doc_of_word]) < cap
+            word_hash = word_hash[keep]
+            counts = np.minimum(counts, cap)
+            first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+
+        nw = len(word_hash)
+        nwin = max(nw - w + 1, 0)
+        hashes = np.empty(nwin, dtype=np.uint64)
+        docs = np.repeat(np.arange(0, n * scale, scale, dtype=np.int64), counts)[:nwin]
+        if nwin:
+            # all windows of w consecutive words; those across two texts go to no text
+            np.multiply(word_hash[:nwin], self._coef[0], out=hashes)
+            for j in range(1, w):
+                hashes += word_hash[j : nwin + j] * self._coef[j]
+            hashes += self._arity[w]
+            _fmix64(hashes)
+            across = (first[1:, None] - np.arange(1, w)[None, :]).ravel()
+            docs[across[(across >= 0) & (across < nwin)]] = n * scale
+        short = np.flatnonzero(counts < w)
+        if not len(short):
+            return hashes, docs
+        # a text of fewer than w words is one shingle of all its words (maybe none)
+        c = counts[short]
+        acc = self._arity[c].copy()
+        for j in range(w - 1):
+            has = c > j
+            acc[has] += word_hash[first[short[has]] + j] * self._coef[j]
+        _fmix64(acc)
+        return np.concatenate((hashes, acc)), np.concatenate((docs, short * scale))
+
+    # -- band keys --------------------------------------------------------------------------
+
+    def band_keys(self, sigs: npt.NDArray[np.integer]) -> U64:
+        """LSH band keys: shape ``(n, bands)``, uint64 (``.view(np.int64)`` for SQL engines).
+
+        Key ``b`` is a 64-bit hash of ``(b, sigs[:, b*r:(b+1)*r])``.
+        """
+        sigs = np.asarray(sigs)
+        if sigs.ndim != 2 or sigs.shape[1] != self.num_perm:
+            raise ValueError(f"signatures must have shape (n, {self.num_perm}), not {sigs.shape}")
+        cube = sigs.astype(np.uint64).reshape(len(sigs), self.bands, self.rows)
+        acc = np.broadcast_to(self._band_seed, (len(sigs), self.bands)).copy()
+        for j in range(self.rows):
+            acc ^= cube[:, :, j] * self._band_coef[j]
+            _fmix64(acc)
+        return acc
+
+
+def jaccard_estimate(
+    a: npt.NDArray[np.integer], b: npt.NDArray[np.integer]
+) -> npt.NDArray[np.float64]:
+    """Estimated Jaccard similarity: the fraction of equal slots, over the last axis.
+
+    ``a`` and ``b`` are signatures of one document each (→ a 0-d array) or of pairs, row by row
+    (shape ``(n, num_perm)`` → shape ``(n,)``).
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"signature shapes differ: {a.shape} vs {b.shape}")
+    return np.asarray(np.mean(a == b, axis=-1), dtype=np.float64)
+
+
+def _blank_unicode_spaces(arr: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """``arr`` with every multi-byte UTF-8 whitespace character rewritten as ASCII spaces."""
+    lead = np.flatnonzero((arr - np.uint8(0xC2)) <= np.uint8(0xE3 - 0xC2))
+    lead = lead[lead < len(arr) - 2]
+    if not len(lead):
+        return arr
+    out = arr.copy()
+    b0 = arr[lead].astype(np.uint32)
+    code2 = (b0 << 8) | arr[lead + 1]
+    code3 = (code2 << 8) | arr[lead + 2]
+    two = lead[np.isin(code2, _SPACE_CODES2)]
+    three = lead[np.isin(code3, _SPACE_CODES3)]
+    for offset in range(2):
+        out[two + offset] = 0x20
+    for offset in range(3):
+        out[three + offset] = 0x20
+    return out
+
+
+def _words(arr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Byte spans ``[start, end)`` of the words of ``arr`` (ASCII whitespace separates)."""
+    pos = np.flatnonzero(arr <= 32)
+    # of the bytes <= 32, whitespace is \t \n \v \f \r (9-13), \x1c-\x1f (28-31) and space;
+    # the other control characters (0-8, 14-27) are rare: dropped from the separators
+    low = arr[pos]
+    other = (low < 9) | ((low - np.uint8(14)) < 14)
+    if other.any():
+        pos = pos[~other]
+    gap = np.diff(pos)
+    real = gap > 1
+    ends = pos[1:][real]
+    return ends - gap[real] + 1, ends
+
+
+def _hash_words(buf: bytes, start: npt.NDArray[np.intp], end: npt.NDArray[np.intp]) -> U64:
+    """A 64-bit hash of each word ``buf[start:end]`` (``buf`` ends with >= 8 padding bytes)."""
+    lanes = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
+    length = end - start
+    acc = lanes[start]
+    acc &= _BYTE_MASKS[np.minimum(length, 8)]
+    acc ^= length.view(np.uint64) * _K_LEN
+    acc *= _K_WORD
+    acc ^= acc >> _M(32)
+    longer = np.flatnonzero(length > 8)
+    offset = 8
+    while len(longer) and offset < _LONG_WORD:
+        rest = length[longer] - offset
+        lane = lanes[start[longer] + offset] & _BYTE_MASKS[np.minimum(rest, 8)]
+        sub = (acc[longer] ^ lane) * _K_WORD
+        sub ^= sub >> _M(29)
+        acc[longer] = sub
+        offset += 8
+        longer = longer[rest > 8]
+    for i in longer:  # longer than _LONG_WORD bytes
+        digest = hashlib.blake2b(buf[start[i] : end[i]], digest_size=8).digest()
+        acc[i] = int.from_bytes(digest, "little")
+    return acc
