@@ -1,8 +1,10 @@
-"""Training-side reader of published datasets: ``S3DatasetLoader`` (DESIGN §8).
+"""Training-side reader of published datasets: ``S3DatasetLoader`` (docs/architecture.md,
+"The loader").
 
 Imports core and storage only — never Dagster — so ``pip install dataset-assets`` (no extras)
 is enough. The torch adapters load torch lazily: accessing ``TorchIterableDataset`` or
-``TorchDataLoader`` needs the ``torch`` extra, nothing else does.
+``TorchDataLoader`` needs the ``torch`` extra, nothing else does; likewise
+``hf_iterable_dataset`` (a ``datasets.IterableDataset``) needs the ``hf`` extra.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,7 @@ from dataset_assets.loader.fetch import (
 from dataset_assets.loader.source import ObjectReader, ResolvedManifest, resolve_manifest
 
 if TYPE_CHECKING:
+    from dataset_assets.loader.hf import hf_iterable_dataset
     from dataset_assets.loader.torch_adapter import (
         TorchDataLoader,
         TorchIterableDataset,
@@ -33,6 +36,10 @@ def __getattr__(name: str) -> Any:
         from dataset_assets.loader import torch_adapter
 
         return getattr(torch_adapter, name)
+    if name == "hf_iterable_dataset":
+        from dataset_assets.loader import hf
+
+        return hf.hf_iterable_dataset
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -50,6 +57,7 @@ __all__ = [
     "TorchDataLoader",
     "TorchIterableDataset",
     "fetch_shard",
+    "hf_iterable_dataset",
     "list_collate",
     "resolve_manifest",
 ]
