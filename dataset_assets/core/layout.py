@@ -129,3 +129,13 @@ def dedup_key(prefix: str, sha256: str) -> str:
 def run_ref_key(prefix: str, run_id: str, asset: str) -> str:
     """An asset's output reference of one run (what downstream steps of that run load)."""
     return _join(prefix, "_runs", run_id, f"{asset}.json")
+
+
+def run_journal_key(prefix: str, run_id: str, step: str) -> str:
+    """One step's publish journal of a run, until the commit gathers them next to the manifest."""
+    return _join(prefix, "_runs", run_id, f"journal-{step}.jsonl")
+
+
+def run_prefix(prefix: str, run_id: str) -> str:
+    """Folder of a run's references and step journals (``{prefix}/_runs/{run_id}/``)."""
+    return _join(prefix, "_runs", run_id) + "/"

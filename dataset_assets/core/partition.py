@@ -225,4 +225,3 @@ def read_records(path: Path) -> Iterator[bytes]:
                 yield line + b"\n"
         if pending:
             yield pending
-

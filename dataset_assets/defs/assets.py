@@ -20,9 +20,9 @@ from dataset_assets.defs.metadata import (
     shard_metadata,
 )
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
-from dataset_assets.pipeline.build import Build
+from dataset_assets.pipeline.build import Build, build_problems
 from dataset_assets.pipeline.compile import CompileResult, quarantine_ratio
-from dataset_assets.pipeline.maintenance import manifest_files, verify_build
+from dataset_assets.pipeline.maintenance import manifest_files
 
 GROUP = "dataset"
 IO = "s3_publish"
@@ -35,9 +35,11 @@ IN_S3 = "manifest_objects_in_s3"
 CONSISTENT = "manifest_counts_consistent"
 
 
-def _build(context: dg.AssetExecutionContext, dataset: DatasetConfigResource, s3: ObjectStoreResource) -> Build:
+def _build(
+    context: dg.AssetExecutionContext, dataset: DatasetConfigResource, s3: ObjectStoreResource
+) -> Build:
     cfg = dataset.load()
-    return Build(cfg, s3.store_for(cfg), context.run_id)
+    return Build(cfg, s3.store_for(cfg), context.run.run_id)
 
 
 @dg.multi_asset(
@@ -97,9 +99,12 @@ def compile_assets(
     result = build.compile()
     c = result.counts
     yield dg.Output(result, "conversations", metadata=_compile_metadata(result))
-    yield dg.Output(result.quarantine, "quarantine", metadata=_file_metadata(result.quarantine) | {
-        f"reason/{reason}": n for reason, n in sorted(c.quarantined_by_reason.items())
-    })
+    yield dg.Output(
+        result.quarantine,
+        "quarantine",
+        metadata=_file_metadata(result.quarantine)
+        | {f"reason/{reason}": n for reason, n in sorted(c.quarantined_by_reason.items())},
+    )
     yield dg.Output(result.provenance, "provenance", metadata=_file_metadata(result.provenance))
     yield dg.Output(result.dedup, "dedup_decisions", metadata=_file_metadata(result.dedup))
     yield _leakage_check(result)
@@ -226,10 +231,16 @@ def compiled_export(
     owners=OWNERS,
     pool=BUILD_POOL,
     check_specs=[
-        dg.AssetCheckSpec(IN_S3, asset="manifest", description="Every manifest entry exists in "
-                          "S3 with its size and sha256."),
-        dg.AssetCheckSpec(CONSISTENT, asset="manifest", description="Record counts agree "
-                          "across shards, export and totals."),
+        dg.AssetCheckSpec(
+            IN_S3,
+            asset="manifest",
+            description="Every manifest entry exists in S3 with its size and sha256.",
+        ),
+        dg.AssetCheckSpec(
+            CONSISTENT,
+            asset="manifest",
+            description="Record counts agree across shards, export and totals.",
+        ),
     ],
 )
 def manifest(
@@ -249,11 +260,12 @@ def manifest(
     bytes, sha256 and counts. Immutable per build; the latest pointer moves only if no other
     build committed since this one started; then the local copy and the dataset card."""
     build = _build(context, dataset, s3)
-    committed = build.commit(conversations, [*train_shards, *val_shards, *test_shards],
-                             compiled_export)
+    committed = build.commit(
+        conversations, [*train_shards, *val_shards, *test_shards], compiled_export
+    )
     links = ObjectLinks.for_settings(build.cfg.bucket, s3.settings())
     yield dg.Output(committed, metadata=manifest_metadata(committed, build.cfg, links))
-    problems = verify_build(build.store, committed)
+    problems = build_problems(build.store, committed)
     yield dg.AssetCheckResult(
         check_name=IN_S3,
         passed=not problems,
@@ -271,8 +283,9 @@ def _consistency_check(m: Manifest) -> dg.AssetCheckResult:
         problem = ""
     except ManifestError as exc:
         problem = str(exc)
-    return dg.AssetCheckResult(check_name=CONSISTENT, passed=not problem,
-                               metadata={"problem": problem})
+    return dg.AssetCheckResult(
+        check_name=CONSISTENT, passed=not problem, metadata={"problem": problem}
+    )
 
 
 COMPILE_ASSETS = [compile_assets, split_shards, compiled_export, manifest]

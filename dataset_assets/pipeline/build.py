@@ -6,12 +6,19 @@ Every step starts from typed references published by the step before (S3 keys, n
 paths), so the steps can run in different processes or on different machines.
 """
 
+import shutil
 import uuid
 from pathlib import Path
 
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.errors import QualityGateError
-from dataset_assets.core.layout import SPLITS, build_sidecar_key, cache_shards_key
+from dataset_assets.core.layout import (
+    SPLITS,
+    build_sidecar_key,
+    cache_shards_key,
+    run_journal_key,
+    run_prefix,
+)
 from dataset_assets.core.manifest import FileEntry, Manifest, ShardEntry, with_build_id
 from dataset_assets.pipeline.commit import (
     PointerState,
@@ -25,15 +32,16 @@ from dataset_assets.pipeline.compile import (
     quarantine_ratio,
     work_area,
 )
-from dataset_assets.pipeline.export import compose_build_export, promote_export
+from dataset_assets.pipeline.export import compose_build_export, export_problems, promote_export
+from dataset_assets.pipeline.maintenance import verify_build
 from dataset_assets.pipeline.manifest import assemble_manifest
 from dataset_assets.pipeline.shards import ShardStats, publish_all_shards, shard_set_digest
 from dataset_assets.storage import Journal, S3ObjectStore
 
 
-def journal_path(cfg: DatasetConfig, run_id: str) -> Path:
-    """The run's local publish journal (every step of every publish of the run)."""
-    return cfg.staging_dir / "journal" / f"{run_id or 'no-run-id'}.jsonl"
+def run_folder(cfg: DatasetConfig, run_id: str) -> Path:
+    """A run's private local folder (work areas and step journals); removed at commit."""
+    return cfg.staging_dir / "runs" / (run_id or "no-run-id")
 
 
 class Build:
@@ -43,7 +51,18 @@ class Build:
         self.cfg = cfg
         self.store = store
         self.run_id = run_id or uuid.uuid4().hex
-        self.journal = Journal(journal_path(cfg, self.run_id), run_id=self.run_id)
+
+    def journal(self, step: str) -> Journal:
+        """The step's local publish journal (uploaded when the step ends)."""
+        return Journal(run_folder(self.cfg, self.run_id) / f"journal-{step}.jsonl", self.run_id)
+
+    def _upload_journal(self, journal: Journal, step: str) -> None:
+        if journal.path.exists():
+            key = run_journal_key(self.cfg.prefix, self.run_id, step)
+            self.store.put_bytes(
+                key, journal.path.read_bytes(), content_type="application/x-ndjson"
+            )
+            journal.path.unlink()
 
     def compile(self) -> CompileResult:
         """Partitions (parallel, reused when unchanged) → dedup clusters → decisions, sidecars
@@ -52,7 +71,11 @@ class Build:
         probe_conditional_writes(self.store, self.cfg.prefix)
         started = read_pointer(self.store, self.cfg.prefix)
         area = work_area(self.cfg, self.run_id, "compile")
-        result = compile_conversations(self.cfg, self.store, run_id=self.run_id, area=area)
+        journal = self.journal("compile")
+        result = compile_conversations(
+            self.cfg, self.store, run_id=self.run_id, area=area, journal=journal
+        )
+        self._upload_journal(journal, "compile")
         return result.model_copy(
             update={"started_from_etag": started.etag, "started_from_build": started.build_id}
         )
@@ -60,7 +83,11 @@ class Build:
     def shards(self, result: CompileResult) -> tuple[dict[str, list[ShardEntry]], ShardStats]:
         """Every split's shards, published (or reused) partition by partition."""
         area = work_area(self.cfg, self.run_id, "shards")
-        return publish_all_shards(self.cfg, self.store, result, area)
+        journal = self.journal("shards")
+        try:
+            return publish_all_shards(self.cfg, self.store, result, area, journal)
+        finally:
+            self._upload_journal(journal, "shards")
 
     def export(self, shards: dict[str, list[ShardEntry]]) -> FileEntry:
         """The build's immutable export, composed in S3 from its verified shards."""
@@ -71,7 +98,7 @@ class Build:
         self, result: CompileResult, shards: list[ShardEntry], export: FileEntry | None
     ) -> Manifest:
         """Assemble and commit the manifest (only if the latest pointer has not moved since the
-        compile), then point the fixed export name at this build's export and publish the journal."""
+        compile), then point the fixed export name at this build's export; gather the journal."""
         manifest = assemble_manifest(
             self.cfg, result, shards, export, result.quarantine, result.provenance
         )
@@ -85,6 +112,8 @@ class Build:
         if manifest.export is not None:
             promote_export(self.store, manifest)
         self.publish_journal(manifest)
+        shutil.rmtree(run_folder(self.cfg, self.run_id), ignore_errors=True)
+        prune_local_cache(self.cfg, result)
         return manifest
 
     def cache_keys(self, result: CompileResult) -> list[str]:
@@ -96,12 +125,36 @@ class Build:
         return result.cache_keys(self.cfg.prefix, shard_sets)
 
     def publish_journal(self, manifest: Manifest) -> str:
-        """Upload the run's journal next to its manifest (kept out of the deterministic manifest)."""
-        path = journal_path(self.cfg, self.run_id)
-        data = path.read_bytes() if path.exists() else b""
+        """Gather the run's step journals next to its manifest (kept out of the deterministic
+        manifest): ``builds/{build_id}/journal-{run}.jsonl``."""
+        folder = run_prefix(self.cfg.prefix, self.run_id) + "journal-"
+        parts = sorted(self.store.list(folder), key=lambda o: o.key)
+        data = b"".join(self.store.get_bytes(o.key) for o in parts)
         key = build_sidecar_key(manifest.prefix, manifest.build_id, f"journal-{self.run_id}.jsonl")
         self.store.put_bytes(key, data, content_type="application/x-ndjson")
         return self.store.uri(key)
+
+
+def build_problems(
+    store: S3ObjectStore, manifest: Manifest, *, readback: bool = False
+) -> list[str]:
+    """Every object a manifest names, checked in S3 (the export by its own rules: a composed
+    export has no whole-file sha256); empty means the build is intact."""
+    return verify_build(store, manifest, readback=readback, with_export=False) + export_problems(
+        store, manifest, readback=readback
+    )
+
+
+def prune_local_cache(cfg: DatasetConfig, result: CompileResult) -> None:
+    """Keep only the partitions the committed build used in this machine's local cache."""
+    area = work_area(cfg, result.run_id, "compile")
+    if area.cache is None:
+        return
+    used = {p.digest for p in result.partitions}
+    folder = area.cache / "partitions"
+    for path in folder.iterdir() if folder.exists() else []:
+        if path.name not in used:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def build_dataset(cfg: DatasetConfig, store: S3ObjectStore, *, run_id: str = "") -> Manifest:

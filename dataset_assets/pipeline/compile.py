@@ -54,7 +54,7 @@ from dataset_assets.core.sources import SourceRef
 from dataset_assets.core.staged import StagedFile
 from dataset_assets.pipeline.entries import file_entry
 from dataset_assets.pipeline.sources import list_sources, open_source
-from dataset_assets.storage import Publisher, S3ObjectStore, S3Settings
+from dataset_assets.storage import Journal, Publisher, S3ObjectStore, S3Settings
 
 SUMMARY_NAME = "summary.json"
 
@@ -179,6 +179,7 @@ class _PartitionTask:
     store: StoreSpec
     out: Path
     keep_local: bool
+    journal: Journal
 
 
 def _spec(ref: SourceRef, holdout: bool) -> PartitionSpec:
@@ -192,7 +193,7 @@ def _run_partition(task: _PartitionTask) -> PartitionSummary:
     with open_source(task.ref, store) as stream:
         summary = process_partition(stream, _spec(task.ref, task.holdout), task.cfg, task.out)
     prefix = task.cfg.prefix
-    with Publisher(store, max_in_flight=len(PARTITION_FILES)) as publisher:
+    with Publisher(store, max_in_flight=len(PARTITION_FILES), journal=task.journal) as publisher:
         for name in PARTITION_FILES:
             path = task.out / name
             digest = digest_file(path, store.upload_part_size(path.stat().st_size))
@@ -221,7 +222,7 @@ def _cached_summary(
 
 
 def run_partitions(
-    cfg: DatasetConfig, store: S3ObjectStore, area: WorkArea
+    cfg: DatasetConfig, store: S3ObjectStore, area: WorkArea, journal: Journal
 ) -> tuple[list[PartitionRef], int]:
     """Stage 1 over every source, in family priority order; returns refs and files processed."""
     stage_digest = stage_config_digest(cfg)
@@ -231,7 +232,7 @@ def run_partitions(
             digest = partition_digest(_spec(ref, family.holdout), stage_digest)
             planned.append((ref, family.holdout, digest))
     summaries: dict[str, PartitionSummary] = {}
-    todo = []
+    todo: list[_PartitionTask] = []
     for ref, holdout, digest in planned:
         cached = _cached_summary(store, cfg.prefix, digest, area)
         if cached is not None:
@@ -239,7 +240,8 @@ def run_partitions(
         elif digest not in {t.digest for t in todo}:
             out = area.partition_dir(digest)
             keep = area.cache is not None
-            todo.append(_PartitionTask(ref, holdout, digest, cfg, StoreSpec.of(store), out, keep))
+            spec = StoreSpec.of(store)
+            todo.append(_PartitionTask(ref, holdout, digest, cfg, spec, out, keep, journal))
     if todo:
         with process_pool(min(worker_count(cfg), len(todo))) as pool:
             for task, summary in zip(todo, pool.map(_run_partition, todo), strict=True):
@@ -291,24 +293,34 @@ def _merge_quarantine(
     with out.open("wb") as fh:
         for part in parts:
             if sum(part.quarantined_by_reason.values()):
-                fh.write(local_intermediate(store, prefix, area, part, QUARANTINE_NAME).read_bytes())
+                fh.write(
+                    local_intermediate(store, prefix, area, part, QUARANTINE_NAME).read_bytes()
+                )
 
 
 def compile_conversations(
-    cfg: DatasetConfig, store: S3ObjectStore, *, run_id: str, area: WorkArea | None = None
+    cfg: DatasetConfig,
+    store: S3ObjectStore,
+    *,
+    run_id: str,
+    area: WorkArea | None = None,
+    journal: Journal | None = None,
 ) -> CompileResult:
     """Stage 1 + stage 2 + the leakage check; publishes intermediates, decisions and sidecars."""
     area = area or work_area(cfg, run_id, "compile")
     shutil.rmtree(area.work, ignore_errors=True)
     area.work.mkdir(parents=True)
     try:
-        return _compile(cfg, store, run_id, area)
+        journal = journal or Journal(area.work.parent / "journal-compile.jsonl", run_id=run_id)
+        return _compile(cfg, store, run_id, area, journal)
     finally:
         shutil.rmtree(area.work, ignore_errors=True)
 
 
-def _compile(cfg: DatasetConfig, store: S3ObjectStore, run_id: str, area: WorkArea) -> CompileResult:
-    parts, _ = run_partitions(cfg, store, area)
+def _compile(
+    cfg: DatasetConfig, store: S3ObjectStore, run_id: str, area: WorkArea, journal: Journal
+) -> CompileResult:
+    parts, _ = run_partitions(cfg, store, area, journal)
     inputs = [
         ClusterInput(local_intermediate(store, cfg.prefix, area, p, INDEX_NAME), p.family, p.uri)
         for p in parts
@@ -339,11 +351,13 @@ def _compile(cfg: DatasetConfig, store: S3ObjectStore, run_id: str, area: WorkAr
     _merge_quarantine(store, cfg.prefix, area, parts, quarantine_path)
     counts = _counts(parts, clustered.exact_duplicates, clustered.near_duplicates)
     dups = clustered.exact_duplicates + clustered.near_duplicates
-    with Publisher(store, max_in_flight=3, verify=cfg.verify) as publisher:
+    with Publisher(store, max_in_flight=3, verify=cfg.verify, journal=journal) as publisher:
         q = _stage(quarantine_path, "", counts.quarantined, cfg.part_size)
         q = StagedFile(q.path, quarantine_key(cfg.prefix, q.digest.sha256), q.digest, q.records)
         pv = _stage(provenance_path, "", counts.published_records, cfg.part_size)
-        pv = StagedFile(pv.path, provenance_key(cfg.prefix, pv.digest.sha256), pv.digest, pv.records)
+        pv = StagedFile(
+            pv.path, provenance_key(cfg.prefix, pv.digest.sha256), pv.digest, pv.records
+        )
         dd = _stage(dedup_path, "", dups, cfg.part_size)
         dd = StagedFile(dd.path, dedup_key(cfg.prefix, dd.digest.sha256), dd.digest, dd.records)
         quarantine, provenance, dedup = (file_entry(publisher.publish(f)) for f in (q, pv, dd))
@@ -411,14 +425,17 @@ def _counts(parts: Sequence[PartitionRef], exact: int, near: int) -> BuildCounts
     )
 
 
-def read_decisions(store: S3ObjectStore, prefix: str, result: CompileResult, part: PartitionRef) -> np.ndarray:
-    data = store.get_bytes(result.decisions_key(prefix, part))
-    if hashlib.sha256(data).hexdigest() != part.decisions_sha256:
-        raise IntegrityError(f"decisions of {part.uri} in S3 do not match the compile's sha256")
+def read_decisions(
+    store: S3ObjectStore, prefix: str, result: CompileResult, part: PartitionRef
+) -> np.ndarray:
+    key = result.decisions_key(prefix, part)
+    data = store.get_bytes(key)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != part.decisions_sha256:
+        raise IntegrityError(f"decisions {store.uri(key)} (sha256)", part.decisions_sha256, actual)
     return np.frombuffer(data, dtype=np.uint8)
 
 
 def quarantine_ratio(result: CompileResult) -> float:
     c = result.counts
     return c.quarantined / c.input_records if c.input_records else 0.0
-

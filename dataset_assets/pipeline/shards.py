@@ -34,7 +34,7 @@ from dataset_assets.pipeline.compile import (
     worker_count,
 )
 from dataset_assets.pipeline.entries import shard_entry
-from dataset_assets.storage import Publisher, S3ObjectStore
+from dataset_assets.storage import Journal, Publisher, S3ObjectStore
 
 _ENTRIES = TypeAdapter(list[ShardEntry])
 
@@ -61,7 +61,7 @@ class _ShardTask:
     result: CompileResult
     part: PartitionRef
     area: WorkArea
-    run_id: str
+    journal: Journal
 
 
 def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], ShardStats]:
@@ -86,7 +86,8 @@ def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], Sh
     staging = task.area.work / "shards" / part.digest
     written = uploaded = peak = 0
     try:
-        with Publisher(store, max_in_flight=cfg.max_publishes_in_flight, verify=cfg.verify) as pub:
+        k = cfg.max_publishes_in_flight
+        with Publisher(store, max_in_flight=k, verify=cfg.verify, journal=task.journal) as pub:
             for split in missing:
                 code = SPLIT_CODES[split]
                 lines = (
@@ -109,21 +110,29 @@ def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], Sh
                 written += len(published)
                 uploaded += sum(p.uploaded for p in published)
                 body = _ENTRIES.dump_json(entries[split])
-                store.put_bytes(cache_shards_key(cfg.prefix, shard_set_digest(cfg, part, split)), body)
+                store.put_bytes(
+                    cache_shards_key(cfg.prefix, shard_set_digest(cfg, part, split)), body
+                )
             peak = pub.peak_staged_bytes
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if task.area.cache is None:
             records.unlink(missing_ok=True)
-    return entries, ShardStats(reused=reused, written=written, uploaded=uploaded, peak_staged_bytes=peak)
+    return entries, ShardStats(
+        reused=reused, written=written, uploaded=uploaded, peak_staged_bytes=peak
+    )
 
 
 def publish_all_shards(
-    cfg: DatasetConfig, store: S3ObjectStore, result: CompileResult, area: WorkArea
+    cfg: DatasetConfig,
+    store: S3ObjectStore,
+    result: CompileResult,
+    area: WorkArea,
+    journal: Journal,
 ) -> tuple[dict[str, list[ShardEntry]], ShardStats]:
     """Every split's shards, in partition order; partitions run in parallel processes."""
     spec = StoreSpec.of(store)
-    tasks = [_ShardTask(cfg, spec, result, part, area, result.run_id) for part in result.partitions]
+    tasks = [_ShardTask(cfg, spec, result, part, area, journal) for part in result.partitions]
     by_split: dict[str, list[ShardEntry]] = {s: [] for s in SPLITS}
     total = ShardStats()
     if not tasks:
@@ -140,4 +149,3 @@ def publish_all_shards(
                 peak_staged_bytes=max(total.peak_staged_bytes, stats.peak_staged_bytes),
             )
     return by_split, total
-

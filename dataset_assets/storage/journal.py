@@ -23,6 +23,10 @@ class Journal:
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
 
+    def __reduce__(self) -> tuple[type["Journal"], tuple[Path, str]]:
+        """Picklable for worker processes: each appends whole lines to the same file."""
+        return (Journal, (self.path, self.run_id))
+
     def record(
         self,
         *,

@@ -23,8 +23,14 @@ def _config(tmp: Path, **overrides: object) -> DatasetConfig:
     return parse_config(data, tmp)
 
 
-def _partition(tmp: Path, cfg: DatasetConfig, name: str, records: list[dict], family: str = "a",
-               holdout: bool = False) -> ClusterInput:
+def _partition(
+    tmp: Path,
+    cfg: DatasetConfig,
+    name: str,
+    records: list[dict],
+    family: str = "a",
+    holdout: bool = False,
+) -> ClusterInput:
     data = b"".join(orjson.dumps(r) + b"\n" for r in records)
     out = tmp / "parts" / name
     spec = PartitionSpec(family, holdout, f"{name}.jsonl", len(data), "fp")
@@ -33,10 +39,17 @@ def _partition(tmp: Path, cfg: DatasetConfig, name: str, records: list[dict], fa
 
 
 def _msgs(text: str) -> dict:
-    return {"messages": [{"role": "user", "content": "question"}, {"role": "assistant", "content": text}]}
+    return {
+        "messages": [
+            {"role": "user", "content": "question"},
+            {"role": "assistant", "content": text},
+        ]
+    }
 
 
-def test_near_dedup_recall_and_no_false_merges_on_20k_generated_conversations(tmp_path: Path) -> None:
+def test_near_dedup_recall_and_no_false_merges_on_20k_generated_conversations(
+    tmp_path: Path,
+) -> None:
     cfg = _config(tmp_path)
     pairs = list(generate(20_000, seed=7, exact_rate=0.05, near_rate=0.10))
     inp = _partition(tmp_path, cfg, "all", [r for r, _ in pairs])
@@ -82,8 +95,10 @@ def test_highest_priority_family_wins_and_the_sidecar_names_both_sides(tmp_path:
     result = cluster([first, second], cfg.dedup, tmp_path / "duck", dedup_sidecar=sidecar)
     assert list(result.decisions[0] != 0) == [True, True]
     assert list(result.decisions[1] != 0) == [False, True]
-    rows = [orjson.loads(x) for x in zstandard.decompress(sidecar.read_bytes(),
-                                                          max_output_size=1 << 20).splitlines()]
+    rows = [
+        orjson.loads(x)
+        for x in zstandard.decompress(sidecar.read_bytes(), max_output_size=1 << 20).splitlines()
+    ]
     assert rows == [
         {
             "kind": "exact",

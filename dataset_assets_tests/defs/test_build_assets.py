@@ -11,14 +11,14 @@ from dataset_assets.core.hashing import digest_stream
 from dataset_assets.core.layout import latest_manifest_key
 from dataset_assets.core.manifest import Manifest
 from dataset_assets.defs.assets import COMPILE_ASSETS
-from dataset_assets.defs.compile import BUILD_CHECKS
+from dataset_assets.pipeline.export import export_problems
 from dataset_assets.storage import S3ObjectStore, S3Settings
 from dataset_assets_tests.builds import config_and_store, dagster_resources, write_build_config
 
 
 def _materialize(config_path: Path, settings: S3Settings) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [*COMPILE_ASSETS, *BUILD_CHECKS],
+        COMPILE_ASSETS,
         resources=dagster_resources(config_path, settings),
         instance=dg.DagsterInstance.ephemeral(),
     )
@@ -60,7 +60,9 @@ def test_materialize_publishes_a_verified_dataset_and_leaves_no_local_copies(bui
     assert {s.key for s in manifest.shards} <= verified
     assert all(e["run_id"] == result.run_id for e in journal)
 
-    files = [*manifest.shards, manifest.export, manifest.quarantine]
+    assert manifest.export is not None
+    assert export_problems(store, manifest, readback=True) == []
+    files = [*manifest.shards, manifest.quarantine, manifest.dedup]
     for entry in files:
         assert entry is not None
         assert _object_sha256(store, entry.key) == (entry.bytes, entry.sha256), entry.key
@@ -68,8 +70,11 @@ def test_materialize_publishes_a_verified_dataset_and_leaves_no_local_copies(bui
     assert len(manifest.split_shards("train")) > 1  # 64 KiB shards: several per split
 
     staging = tmp / ".local" / "staging"
-    assert not list((staging / "runs").glob("*"))  # spool, indexes, staged shards: all gone
-    assert [p.parent.name for p in staging.rglob("*.jsonl")] == ["journal"]
+    assert not list((staging / "runs").glob("*"))  # work folders, staged shards: all gone
+    # what stays is this machine's cache of the build's partition intermediates
+    assert {p.relative_to(staging).parts[:2] for p in staging.rglob("*") if p.is_file()} == {
+        ("cache", "partitions")
+    }
 
     c = manifest.counts
     assert (
@@ -91,9 +96,9 @@ def test_materialize_publishes_a_verified_dataset_and_leaves_no_local_copies(bui
     assert len(entries) == 9
     assert all(e["source"].endswith(".jsonl") and e["line"] > 0 and e["reason"] for e in entries)
 
-    export_lines = store.get_bytes(manifest.export.key).splitlines()
-    shard_lines = [line for s in manifest.shards for line in store.get_bytes(s.key).splitlines()]
-    assert sorted(export_lines) == sorted(shard_lines)
+    # the export is the shards' bytes, in manifest order (composed in S3, never re-uploaded)
+    export = store.get_bytes(manifest.export.key)
+    assert export == b"".join(store.get_bytes(s.key) for s in manifest.shards)
 
 
 def test_second_materialization_uploads_nothing_and_keeps_shard_keys(built, seaweed) -> None:
@@ -103,11 +108,11 @@ def test_second_materialization_uploads_nothing_and_keeps_shard_keys(built, seaw
     )
     second = _materialize(config_path, seaweed)
     assert second.success
-    for split in ("train", "val", "test"):
-        mats = second.asset_materializations_for_node(f"{split}_shards")
-        assert mats[0].metadata["uploaded"].value == 0
-    export_meta = second.asset_materializations_for_node("compiled_export")[0].metadata
-    assert export_meta["uploaded"].value is False
+    mats = second.asset_materializations_for_node("split_shards")
+    assert len(mats) == 3
+    for mat in mats:
+        assert mat.metadata["written_shards"].value == 0
+        assert mat.metadata["uploaded_shards"].value == 0
     second_manifest = Manifest.from_json(
         (config_path.parent / ".local" / "manifest.json").read_bytes()
     )
@@ -147,5 +152,9 @@ def test_rebuild_with_new_data_replaces_export_and_latest_manifest_keeps_old_bui
     assert Manifest.from_json(store.get_bytes(latest_manifest_key(second.prefix))) == second
     old = store.get_bytes(f"{first.prefix}/manifests/{first.build_id}.json")
     assert Manifest.from_json(old) == first
-    assert second.export is not None
-    assert _object_sha256(store, second.export.key) == (second.export.bytes, second.export.sha256)
+    assert second.export is not None and first.export is not None
+    assert second.export.key != first.export.key
+    assert export_problems(store, second, readback=True) == []
+    # the fixed export name now holds the committed build's export
+    fixed = store.get_bytes(f"{second.prefix}/compiled/final_training_dataset.jsonl")
+    assert fixed == store.get_bytes(second.export.key)

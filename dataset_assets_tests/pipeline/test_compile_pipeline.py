@@ -73,8 +73,9 @@ def test_adding_a_file_moves_no_conversation_and_reuses_every_other_shard(
     build = Build(cfg, store, "second")
     result = build.compile()
     shards, stats = build.shards(result)
-    second = build.commit(result, [e for s in ("train", "val", "test") for e in shards[s]],
-                          build.export(shards))
+    second = build.commit(
+        result, [e for s in ("train", "val", "test") for e in shards[s]], build.export(shards)
+    )
     after = _published(store, second)
     assert len(after) == 3300
     assert [h for h, split in before.items() if after[h] != split] == []
