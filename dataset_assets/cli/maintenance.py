@@ -1,6 +1,7 @@
 """``dataset-assets verify`` and ``gc``: check a published build, collect old ones."""
 
 import os
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +13,9 @@ from dataset_assets.core.config import load_config
 from dataset_assets.core.layout import build_manifest_key, latest_manifest_key
 from dataset_assets.core.manifest import Manifest
 from dataset_assets.environments import s3_settings
+from dataset_assets.pipeline.lease import BuildInProgressError, BuildLease
 from dataset_assets.pipeline.maintenance import (
+    GcPlan,
     collect_garbage,
     manifest_files,
     plan_gc,
@@ -54,21 +57,44 @@ def verify(
 
 
 def gc(
-    keep: Annotated[int, typer.Option(help="builds to keep (the latest is always kept)")] = 3,
+    keep: Annotated[
+        int, typer.Option(help="newest builds to keep (the latest is always kept)")
+    ] = 3,
     apply: Annotated[bool, typer.Option("--apply", help="delete (default: dry run)")] = False,
+    grace_hours: Annotated[
+        float,
+        typer.Option(help="keep builds written, or replaced as the latest, less than this ago"),
+    ] = 24.0,
     min_age_hours: Annotated[float, typer.Option(help="never delete younger objects")] = 24.0,
     config: ConfigOption = Path("dataset.yaml"),
 ) -> None:
-    """Garbage-collect old builds: dry run by default, `--apply` deletes."""
+    """Garbage-collect old builds: dry run by default, `--apply` deletes (holding the build
+    lease, so no build runs meanwhile). A build replaced as the latest stays intact for
+    `--grace-hours` (training jobs pinned to it keep working)."""
     store, prefix = _store(config)
-    plan = plan_gc(store, prefix, keep, min_age=timedelta(hours=min_age_hours))
+    grace, min_age = timedelta(hours=grace_hours), timedelta(hours=min_age_hours)
+    if not apply:
+        _print_plan(plan_gc(store, prefix, keep, grace=grace, min_age=min_age))
+        console.print("dry run: nothing deleted (add --apply)")
+        return
+    try:
+        with BuildLease(store, prefix, f"gc-{uuid.uuid4().hex[:12]}", ttl_s=120):
+            plan = plan_gc(store, prefix, keep, grace=grace, min_age=min_age)
+            _print_plan(plan)
+            result = collect_garbage(store, plan)
+    except BuildInProgressError as exc:
+        console.print(f"[red]{exc}[/red]\nnothing deleted: run gc again when the build is done")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"deleted {len(result.deleted)} object(s), aborted {len(result.aborted)} upload(s)"
+        + (f"; {len(result.skipped)} became protected and were kept" if result.skipped else "")
+    )
+
+
+def _print_plan(plan: GcPlan) -> None:
     console.print(f"keep {len(plan.kept_builds)} build(s): {', '.join(plan.kept_builds)}")
     console.print(
         f"drop {len(plan.dropped_builds)} build(s): {', '.join(plan.dropped_builds) or '-'}"
     )
     console.print(f"{len(plan.delete_keys)} object(s), {plan.delete_bytes:,} bytes unreferenced")
-    if not apply:
-        console.print("dry run: nothing deleted (add --apply)")
-        return
-    collect_garbage(store, plan)
-    console.print(f"deleted {len(plan.delete_keys)} object(s)")
+    console.print(f"{len(plan.abort_uploads)} incomplete multipart upload(s) older than grace")

@@ -14,8 +14,7 @@ checks that once per bucket and process and refuses a server that ignores them.
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from dataset_assets.core.errors import (
     StorageError,
 )
 from dataset_assets.core.layout import build_manifest_key, latest_manifest_key, probe_key
-from dataset_assets.core.manifest import FileEntry, Manifest
+from dataset_assets.core.manifest import Manifest
+from dataset_assets.pipeline.maintenance import verify_build
 from dataset_assets.storage import S3ObjectStore
 
 _JSON = "application/json"
@@ -94,7 +94,7 @@ def commit_manifest(
     """
     data = manifest.to_json()
     uri = put_immutable_manifest(store, manifest, data)
-    problems = missing_objects(store, _named_files(manifest))
+    problems = verify_build(store, manifest)
     if problems:
         raise ManifestError(
             f"build {manifest.build_id} not committed, {len(problems)} object(s) it names are "
@@ -138,31 +138,6 @@ def swap_pointer(
             f"{now.describe()} while build {manifest.build_id} ran; not committed (its objects "
             "stay unreferenced until gc); rerun the build to publish on top of the new latest"
         ) from None
-
-
-def _named_files(manifest: Manifest) -> list[FileEntry]:
-    extras = (manifest.export, manifest.quarantine, manifest.provenance)
-    return [*manifest.shards, *(f for f in extras if f is not None)]
-
-
-def missing_objects(
-    store: S3ObjectStore, entries: Iterable[FileEntry], *, threads: int = 8
-) -> list[str]:
-    """Every entry not in S3 with its recorded size (and sha256 metadata, when recorded)."""
-
-    def check(entry: FileEntry) -> str | None:
-        try:
-            info = store.head(entry.key)
-        except ObjectNotFoundError:
-            return f"{entry.uri}: missing"
-        if info.size != entry.bytes or (
-            entry.sha256 is not None and info.sha256 is not None and info.sha256 != entry.sha256
-        ):
-            return f"{entry.uri}: S3 has {info.size} bytes sha256 {info.sha256}"
-        return None
-
-    with ThreadPoolExecutor(threads) as pool:
-        return [p for p in pool.map(check, list(entries)) if p is not None]
 
 
 def write_local_copy(path: Path, data: bytes) -> None:

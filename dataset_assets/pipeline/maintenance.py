@@ -1,107 +1,327 @@
 """Checking a published build against S3, and garbage-collecting old builds (dry run first)."""
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import orjson
+
 from dataset_assets.core.errors import ManifestError, ObjectNotFoundError
-from dataset_assets.core.layout import SPLITS, build_manifest_key, latest_manifest_key
+from dataset_assets.core.layout import (
+    SPLITS,
+    build_id_of_manifest_key,
+    build_manifest_key,
+    build_sidecar_prefix,
+    export_key,
+    latest_manifest_key,
+    manifests_prefix,
+)
 from dataset_assets.core.manifest import FileEntry, Manifest
-from dataset_assets.storage import S3ObjectStore
+from dataset_assets.storage import ObjectInfo, S3ObjectStore
+from dataset_assets.storage.objects import MultipartUpload
 
 
 def manifest_files(manifest: Manifest, *, with_export: bool = True) -> list[FileEntry]:
-    """Every object a manifest references. The export's key is fixed and replaced by each
-    build, so only the latest build's export can be checked (``with_export``)."""
-    extra = (manifest.export if with_export else None, manifest.quarantine, manifest.provenance)
+    """Every object a manifest references. Older manifests name the fixed export key, which
+    each build replaces: their export can be checked only while they are the latest
+    (``with_export``); an immutable per-build export is always included."""
+    export = manifest.export
+    if export is not None and not with_export and export.key == export_key(manifest.prefix):
+        export = None
+    extra = (export, manifest.quarantine, manifest.provenance, manifest.dedup)
     return [*manifest.shards, *(f for f in extra if f is not None)]
 
 
+def entry_problem(store: S3ObjectStore, entry: FileEntry, *, readback: bool = False) -> str | None:
+    """What is wrong with one published object in S3, or None.
+
+    Compared: size; our ``sha256`` metadata when the object carries it (a file composed in S3
+    from parts carries none); the ETag the manifest recorded, when it recorded one;
+    ``readback`` streams the object and hashes it (when the manifest has a whole sha256) —
+    the only content check of an object that has neither sha256 metadata nor a recorded ETag.
+    """
+    try:
+        info = store.head(entry.key)
+    except ObjectNotFoundError:
+        return f"{entry.uri}: missing"
+    if info.size != entry.bytes:
+        return f"{entry.uri}: expected {entry.bytes} bytes, S3 has {info.size}"
+    if info.sha256 is not None and entry.sha256 is not None and info.sha256 != entry.sha256:
+        return f"{entry.uri}: expected sha256 {entry.sha256}, S3 has sha256 {info.sha256}"
+    if entry.etag is not None and info.etag != entry.etag.strip('"'):
+        return f"{entry.uri}: expected ETag {entry.etag}, S3 has {info.etag}"
+    if readback and entry.sha256 is not None:
+        sha = hashlib.sha256()
+        for chunk in store.iter_bytes(entry.key):
+            sha.update(chunk)
+        if sha.hexdigest() != entry.sha256:
+            return f"{entry.uri}: bytes hash to {sha.hexdigest()}, not {entry.sha256}"
+    return None
+
+
 def verify_build(
-    store: S3ObjectStore, manifest: Manifest, *, readback: bool = False, with_export: bool = True
+    store: S3ObjectStore,
+    manifest: Manifest,
+    *,
+    readback: bool = False,
+    with_export: bool = True,
+    threads: int = 8,
 ) -> list[str]:
-    """Problems with the objects a manifest references (missing, size or sha256 differs);
-    ``readback`` also streams every object and hashes it. Empty means the build is intact."""
-    problems = []
-    for entry in manifest_files(manifest, with_export=with_export):
-        try:
-            info = store.head(entry.key)
-        except ObjectNotFoundError:
-            problems.append(f"{entry.uri}: missing")
-            continue
-        if info.size != entry.bytes or info.sha256 != entry.sha256:
-            problems.append(
-                f"{entry.uri}: expected {entry.bytes} bytes sha256 {entry.sha256}, "
-                f"S3 has {info.size} bytes sha256 {info.sha256}"
-            )
-        elif readback:
-            sha = hashlib.sha256()
-            for chunk in store.iter_bytes(entry.key):
-                sha.update(chunk)
-            if sha.hexdigest() != entry.sha256:
-                problems.append(f"{entry.uri}: bytes hash to {sha.hexdigest()}, not {entry.sha256}")
-    return problems
+    """Problems with the objects a manifest references (see :func:`entry_problem`), in
+    manifest order. Empty means the build is intact."""
+    entries = manifest_files(manifest, with_export=with_export)
+    with ThreadPoolExecutor(threads) as pool:
+        found = pool.map(lambda e: entry_problem(store, e, readback=readback), entries)
+        return [p for p in found if p is not None]
+
+
+# -- garbage collection ---------------------------------------------------------------------------
+#
+# A key is protected when it is named by (a) the latest pointer as re-read right before each
+# delete batch, (b) one of the ``keep`` newest manifests, (c) a manifest inside the grace period:
+# written less than ``grace`` ago, or replaced as the latest by a newer build less than ``grace``
+# ago. Objects younger than ``min_age`` are never deleted either (new objects of a running build).
+
+_GC_FOLDERS = (*SPLITS, "quarantine", "provenance", "_cache")
+_NEVER_COLLECTED = frozenset({"manifests", "builds", "_assets", "_probe"})
+
+
+@dataclass(frozen=True)
+class _ManifestObject:
+    build_id: str
+    key: str
+    committed: datetime
+
+
+@dataclass
+class Protection:
+    """What gc must not delete, as of one reading of the pointer and the manifests."""
+
+    latest: str
+    kept_builds: list[str]
+    keys: set[str]
+    manifests: list[_ManifestObject]
 
 
 @dataclass
 class GcPlan:
-    """What ``collect_garbage`` would delete: builds beyond the retention count and every data
-    object no kept build references. The latest build is always kept."""
+    """What ``collect_garbage`` would delete: manifests outside retention and grace, the data
+    objects and journals only they named, and incomplete multipart uploads older than grace."""
 
+    prefix: str
+    keep: int
+    grace: timedelta
+    min_age: timedelta
+    now: datetime | None
     kept_builds: list[str]
     dropped_builds: list[str]
     delete_keys: list[str] = field(default_factory=list)
     delete_bytes: int = 0
+    abort_uploads: list[MultipartUpload] = field(default_factory=list)
+
+
+@dataclass
+class GcResult:
+    """What ``collect_garbage`` did; ``skipped`` keys had become protected since the plan."""
+
+    deleted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    aborted: list[MultipartUpload] = field(default_factory=list)
+
+
+def _time(obj: ObjectInfo) -> datetime:
+    return obj.last_modified or datetime.min.replace(tzinfo=UTC)
+
+
+def named_keys(data: bytes, bucket: str, prefix: str) -> set[str]:
+    """Every key under ``prefix`` a manifest names, in any field (file entries, export parts,
+    ``cache_keys``, fields added later), as a key or as an ``s3://`` URI of the bucket."""
+    root, uri_root = f"{prefix}/", f"s3://{bucket}/"
+    found: set[str] = set()
+    stack: list[object] = [orjson.loads(data)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            key = item.removeprefix(uri_root)
+            if key.startswith(root):
+                found.add(key)
+    return found
+
+
+class _ManifestCache:
+    """Named keys per build id (immutable manifests are read once per gc)."""
+
+    def __init__(self, store: S3ObjectStore, prefix: str) -> None:
+        self.store, self.prefix = store, prefix
+        self._keys: dict[str, set[str]] = {}
+
+    def keys(self, build_id: str) -> set[str]:
+        if build_id not in self._keys:
+            key = build_manifest_key(self.prefix, build_id)
+            try:
+                data = self.store.get_bytes(key)
+            except ObjectNotFoundError:
+                return set()
+            self._keys[build_id] = named_keys(data, self.store.bucket, self.prefix) | {key}
+        return self._keys[build_id]
+
+
+def _list_manifests(store: S3ObjectStore, prefix: str) -> list[_ManifestObject]:
+    return [
+        _ManifestObject(build_id_of_manifest_key(o.key), o.key, _time(o))
+        for o in store.list(manifests_prefix(prefix))
+        if o.key.endswith(".json")
+    ]
+
+
+def _protect(
+    store: S3ObjectStore,
+    prefix: str,
+    keep: int,
+    grace: timedelta,
+    now: datetime,
+    cache: _ManifestCache,
+) -> Protection:
+    """Read the pointer and the manifests now and compute what must not be deleted."""
+    try:
+        pointer, pointer_info = store.read(latest_manifest_key(prefix))
+    except ObjectNotFoundError as exc:
+        raise ManifestError(
+            f"no {store.uri(latest_manifest_key(prefix))}: nothing to keep, refusing to collect"
+        ) from exc
+    latest_id = _pointer_build_id(pointer, store.uri(latest_manifest_key(prefix)))
+    manifests = _list_manifests(store, prefix)
+    committed = {m.build_id: m.committed for m in manifests}
+    committed[latest_id] = max(committed.get(latest_id, _time(pointer_info)), _time(pointer_info))
+    order = sorted(committed, key=lambda b: committed[b], reverse=True)
+    cutoff = now - grace
+    kept = {latest_id, *order[:keep]}
+    for newer, older in zip(order, order[1:], strict=False):
+        if committed[newer] > cutoff:  # older stopped being the latest less than grace ago
+            kept |= {newer, older}
+    keys = named_keys(pointer, store.bucket, prefix)
+    for build_id in kept:
+        keys |= cache.keys(build_id)
+    kept_order = [b for b in order if b in kept]
+    return Protection(latest_id, kept_order, keys, manifests)
+
+
+def _pointer_build_id(data: bytes, source: str) -> str:
+    try:
+        build_id = orjson.loads(data).get("build_id")
+    except (orjson.JSONDecodeError, AttributeError) as exc:
+        raise ManifestError(f"{source} is not a manifest; refusing to collect") from exc
+    if not isinstance(build_id, str) or not build_id:
+        raise ManifestError(f"{source} names no build_id; refusing to collect")
+    return build_id
+
+
+def _candidate_folders(prefix: str, cache: _ManifestCache, build_ids: list[str]) -> list[str]:
+    """Data folders gc may collect in: the standard ones plus every folder a manifest names
+    (e.g. per-build exports), never the pointer, lease, references, manifests or journals."""
+    folders = set(_GC_FOLDERS)
+    for build_id in build_ids:
+        for key in cache.keys(build_id):
+            rest = key.removeprefix(f"{prefix}/")
+            if "/" in rest:
+                folders.add(rest.split("/", 1)[0])
+    return sorted(folders - _NEVER_COLLECTED)
 
 
 def plan_gc(
-    store: S3ObjectStore, prefix: str, keep: int, *, min_age: timedelta = timedelta(hours=24)
+    store: S3ObjectStore,
+    prefix: str,
+    keep: int,
+    *,
+    grace: timedelta = timedelta(hours=24),
+    min_age: timedelta = timedelta(hours=24),
+    now: datetime | None = None,
 ) -> GcPlan:
-    """Plan the removal of all but the ``keep`` newest builds (by the upload time of their
-    immutable manifest, S3 LastModified: 1 s resolution).
+    """Plan the removal of every manifest outside the ``keep`` newest and the grace period, and
+    of every object no protected manifest names.
 
-    Objects younger than ``min_age`` are never planned: a build in progress has published
-    shards that no manifest references yet.
+    How long a pinned build is safe: a training job or a build that resolved a manifest keeps
+    its objects for ``grace`` after a newer build replaced it as the latest (and for as long as
+    it is the latest or among the ``keep`` newest). A build in progress is safe while its lease
+    is held (gc takes the build lease) and, without the lease, for ``grace`` after the newest
+    manifest it can reuse objects from was written; its commit refuses a manifest naming a
+    missing object.
+
+    Args:
+        keep: newest manifests (by their own LastModified) always kept; ≥ 1.
+        grace: see above (``--grace-hours``).
+        min_age: objects younger than this are never deleted, whatever names them.
+        now: the current time (tests); default: the clock, re-read before every delete batch.
     """
-    cutoff = datetime.now(UTC) - min_age
     if keep < 1:
         raise ValueError(f"keep must be >= 1 (the latest build is never collected), got {keep}")
-    manifests = sorted(
-        store.list(f"{prefix}/manifests/"),
-        key=lambda o: o.last_modified or datetime.min.replace(tzinfo=UTC),
-        reverse=True,
-    )
-    ids = [o.key.rsplit("/", 1)[-1].removesuffix(".json") for o in manifests]
-    try:
-        latest = Manifest.from_json(store.get_bytes(latest_manifest_key(prefix))).build_id
-    except ObjectNotFoundError as exc:
-        raise ManifestError(
-            f"no {store.uri(latest_manifest_key(prefix))}: nothing to keep"
-        ) from exc
-    kept = [latest, *[i for i in ids if i != latest][: keep - 1]]
-    referenced: set[str] = set()
-    for build_id in kept:
-        m = Manifest.from_json(store.get_bytes(build_manifest_key(prefix, build_id)))
-        referenced |= {f.key for f in manifest_files(m, with_export=False)}
-        referenced.add(build_manifest_key(prefix, build_id))
-    plan = GcPlan(kept_builds=kept, dropped_builds=[i for i in ids if i not in kept])
-    folders = [*SPLITS, "quarantine", "provenance", "manifests"]
-    for folder in folders:
+    at = now or datetime.now(UTC)
+    cache = _ManifestCache(store, prefix)
+    protection = _protect(store, prefix, keep, grace, at, cache)
+    manifests = protection.manifests
+    ids = [m.build_id for m in sorted(manifests, key=lambda m: m.committed, reverse=True)]
+    dropped = [i for i in ids if i not in protection.kept_builds]
+    plan = GcPlan(prefix, keep, grace, min_age, now, protection.kept_builds, dropped)
+    young = at - min_age
+    for m in manifests:
+        if m.build_id in dropped and m.committed <= young:
+            plan.delete_keys.append(m.key)
+    for folder in _candidate_folders(prefix, cache, ids):
         for obj in store.list(f"{prefix}/{folder}/"):
-            old = obj.last_modified is not None and obj.last_modified <= cutoff
-            if obj.key not in referenced and old:
+            if obj.key not in protection.keys and _time(obj) <= young:
                 plan.delete_keys.append(obj.key)
                 plan.delete_bytes += obj.size
-    for build_id in plan.dropped_builds:
-        for obj in store.list(f"{prefix}/builds/{build_id}/"):
-            plan.delete_keys.append(obj.key)
-            plan.delete_bytes += obj.size
+    _plan_journals(store, prefix, plan, set(ids) - set(dropped), young)
+    plan.abort_uploads = [
+        u
+        for u in store.list_multipart_uploads(f"{prefix}/")
+        if u.initiated is not None and u.initiated <= at - grace
+    ]
     return plan
 
 
-def collect_garbage(store: S3ObjectStore, plan: GcPlan) -> None:
-    """Delete what ``plan_gc`` planned: old manifests first, so a crash never leaves a manifest
-    whose data is gone (orphaned data is collected by the next run)."""
-    manifests = [k for k in plan.delete_keys if "/manifests/" in k]
-    for key in manifests + [k for k in plan.delete_keys if "/manifests/" not in k]:
-        store.delete(key)
+def _plan_journals(
+    store: S3ObjectStore, prefix: str, plan: GcPlan, live: set[str], young: datetime
+) -> None:
+    """Journals of builds whose manifest is deleted by this plan or already gone."""
+    deleted = {build_id_of_manifest_key(k) for k in plan.delete_keys if "/manifests/" in k}
+    for obj in store.list(f"{prefix}/builds/"):
+        build_id = obj.key.removeprefix(f"{prefix}/builds/").split("/", 1)[0]
+        orphan = build_id not in live and build_id not in plan.dropped_builds
+        if build_id in deleted or (orphan and _time(obj) <= young):
+            plan.delete_keys.append(obj.key)
+            plan.delete_bytes += obj.size
+
+
+def _is_protected(key: str, prefix: str, protection: Protection) -> bool:
+    journals = (build_sidecar_prefix(prefix, b) for b in protection.kept_builds)
+    return key in protection.keys or any(key.startswith(j) for j in journals)
+
+
+def collect_garbage(store: S3ObjectStore, plan: GcPlan, *, batch_size: int = 500) -> GcResult:
+    """Delete what ``plan_gc`` planned, ``batch_size`` keys at a time: old manifests first (a
+    crash never leaves a manifest whose data is gone), then data, then journals. Right before
+    each batch the pointer and the manifests are read again and any key that became protected
+    (a build committed meanwhile, reusing it) is skipped. Then old multipart uploads are aborted.
+    """
+    order = sorted(plan.delete_keys, key=lambda k: ("/manifests/" not in k, "/builds/" in k))
+    result = GcResult()
+    cache = _ManifestCache(store, plan.prefix)
+    for start in range(0, len(order), batch_size):
+        now = plan.now or datetime.now(UTC)
+        protection = _protect(store, plan.prefix, plan.keep, plan.grace, now, cache)
+        for key in order[start : start + batch_size]:
+            if _is_protected(key, plan.prefix, protection):
+                result.skipped.append(key)
+                continue
+            store.delete(key)
+            result.deleted.append(key)
+    for upload in plan.abort_uploads:
+        store.abort_multipart_upload(upload.key, upload.upload_id)
+        result.aborted.append(upload)
+    return result

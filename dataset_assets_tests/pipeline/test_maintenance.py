@@ -60,7 +60,8 @@ def test_verify_passes_then_names_the_object_that_changed(three_builds) -> None:
 def test_gc_is_a_dry_run_until_applied_and_keeps_the_newest_builds_intact(three_builds) -> None:
     config, cfg, store, builds = three_builds
     runner = CliRunner()
-    args = ["gc", "--keep", "2", "--min-age-hours", "0", "--config", str(config)]
+    args = ["gc", "--keep", "2", "--min-age-hours", "0", "--grace-hours", "0"]
+    args += ["--config", str(config)]
     before = {o.key for o in store.list(cfg.prefix + "/")}
     dry = runner.invoke(app, args)
     assert dry.exit_code == 0, dry.output
