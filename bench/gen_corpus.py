@@ -6,7 +6,17 @@ Near duplicates change ~``edit_rate`` of the words (substitute / insert / delete
 conversations are drawn independently from a Zipf-like vocabulary, so they share common words
 but not long passages. ``write_jsonl(path, target_bytes)`` writes a corpus of roughly that size.
 
+``write_chat_corpus(folder, target_bytes)`` writes a *realistic* corpus over several files, in
+the shape of public chat exports: long multi-turn conversations (2-16 turns, hundreds to
+thousands of words, answers longer than questions, code blocks and lists now and then), files
+alternating ChatML ``messages`` (with an optional system prompt) and ShareGPT ``conversations``
+(``from: human/gpt``, an ``id``), ~4 % exact and ~4 % near duplicates (a few word edits in one
+or two turns), drawn across files. It is fast enough for gigabytes (~50-80 MB/s): turns are
+assembled from a pool of pre-generated paragraphs plus a few fresh words per paragraph, so two
+distinct conversations share no long passage.
+
     python bench/gen_corpus.py OUT.jsonl --bytes 1e9
+    python bench/gen_corpus.py OUT_DIR --chat --bytes 4e9
 """
 
 import argparse
@@ -119,10 +129,181 @@ def write_jsonl(path: Path, target_bytes: int, seed: int = 0) -> int:
     return count
 
 
+_WORDS = (
+    "the to and of a in is it you that for i this on with be are can as not your have or if "
+    "what but do will so we at an by from use how more one all there when which about would "
+    "should also code function data file model value error first here need example time like "
+    "just then make sure each new way return list set get some could other into than only "
+    "because step they them these using want run does help case test check well any most"
+)
+_ENGLISH = _WORDS.split()
+_CODE = [
+    "```python\nimport json\n\ndef load(path):\n    with open(path) as fh:\n"
+    "        return [json.loads(line) for line in fh]\n```",
+    "```bash\npip install -U requests\npython -m pytest -q tests/\n```",
+    "```sql\nSELECT user_id, count(*) FROM events GROUP BY user_id ORDER BY 2 DESC LIMIT 10;\n```",
+    "```js\nconst res = await fetch(url, { method: 'POST', body: JSON.stringify(payload) });\n```",
+]
+_SYSTEM = [
+    "You are a helpful assistant.",
+    "You are ChatGPT, a large language model. Answer as concisely as possible.",
+    "You are an expert software engineer. Explain your reasoning step by step.",
+]
+
+
+class ChatCorpus:
+    """Long multi-turn conversations from a pool of paragraphs (see the module docstring)."""
+
+    def __init__(self, seed: int = 0, pool: int = 20_000, pool_seed: int = 12345) -> None:
+        base = CorpusGenerator(pool_seed)
+        # Common English words first so the Zipf head looks like chat text.
+        base.vocab = _ENGLISH + [w for w in base.vocab if w not in _ENGLISH]
+        base.vocab = base.vocab[: len(base.cum)]
+        self.vocab = base.vocab
+        self.cum = base.cum
+        self.paragraphs: list[str] = []
+        for _ in range(pool):
+            sentences = []
+            for _ in range(base.rng.randint(2, 6)):
+                words = base.text(base.rng.randint(6, 22))
+                sentences.append(words[:1].upper() + words[1:] + base.rng.choice(".....?!:"))
+            self.paragraphs.append(" ".join(sentences))
+        self.rng = random.Random(seed)
+
+    def _fresh(self, k: int) -> str:
+        return " ".join(self.rng.choices(self.vocab, cum_weights=self.cum, k=k))
+
+    def _turn(self, paragraphs: int) -> str:
+        rng = self.rng
+        parts = []
+        for p in rng.sample(self.paragraphs, paragraphs):
+            parts.append(f"{self._fresh(rng.randint(2, 6)).capitalize()}, {p}")
+            r = rng.random()
+            if r < 0.05:
+                parts.append(rng.choice(_CODE))
+            elif r < 0.10:
+                parts.append(
+                    "\n".join(f"{i}. {self._fresh(rng.randint(4, 10))}" for i in (1, 2, 3))
+                )
+        return "\n\n".join(parts)
+
+    def messages(self) -> list[dict[str, str]]:
+        rng = self.rng
+        turns = 2 * rng.choice([1, 1, 2, 2, 3, 3, 4, 5, 6, 8])
+        out = []
+        if rng.random() < 0.3:
+            out.append({"role": "system", "content": rng.choice(_SYSTEM)})
+        for i in range(turns):
+            if i % 2 == 0:
+                out.append({"role": "user", "content": self._turn(rng.choice([1, 1, 1, 2]))})
+            else:
+                out.append({"role": "assistant", "content": self._turn(rng.randint(1, 8))})
+        return out
+
+    def near_copy(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """A few word edits (~3 % of the words) in one or two turns."""
+        rng = self.rng
+        out = [dict(m) for m in messages]
+        candidates = [i for i, m in enumerate(out) if m["role"] != "system"]
+        for i in rng.sample(candidates, min(len(candidates), rng.choice([1, 2]))):
+            words = out[i]["content"].split(" ")
+            for _ in range(max(1, len(words) // 33)):
+                j = rng.randrange(len(words))
+                op = rng.randrange(3)
+                if op == 0:
+                    words[j] = rng.choice(self.vocab)
+                elif op == 1:
+                    words.insert(j, rng.choice(self.vocab))
+                elif len(words) > 1:
+                    del words[j]
+            out[i]["content"] = " ".join(words)
+        return out
+
+
+_SHAREGPT_FROM = {"user": "human", "assistant": "gpt", "system": "system"}
+
+
+def _as_shape(messages: list[dict[str, str]], shape: str, rid: str) -> dict[str, Any]:
+    if shape == "sharegpt":
+        return {
+            "id": rid,
+            "conversations": [
+                {"from": _SHAREGPT_FROM[m["role"]], "value": m["content"]} for m in messages
+            ],
+        }
+    return {"messages": messages}
+
+
+def chat_file_names(target_bytes: int, files: int | None = None) -> list[str]:
+    """File names of a chat corpus: ``files`` (default: 4, or one per ~256 MB beyond 1 GB),
+    alternating ChatML and ShareGPT."""
+    n = files or max(4, round(target_bytes / 256e6))
+    return [f"{'chatml' if i % 2 == 0 else 'sharegpt'}-{i:03d}.jsonl" for i in range(n)]
+
+
+def write_chat_corpus(
+    folder: Path,
+    target_bytes: int,
+    *,
+    files: int | None = None,
+    seed: int = 0,
+    exact_rate: float = 0.04,
+    near_rate: float = 0.04,
+    names: list[str] | None = None,
+) -> dict[str, int]:
+    """Write about ``target_bytes`` of realistic chats into ``folder``; returns counts
+    (``records``, ``exact``, ``near``, ``bytes``). File shape follows its name (``sharegpt`` in
+    the name: ShareGPT, else ChatML); duplicates are copied from a window of recent originals,
+    across files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = names or chat_file_names(target_bytes, files)
+    gen = ChatCorpus(seed)
+    rng = gen.rng
+    window: list[list[dict[str, str]]] = []
+    counts = {"records": 0, "exact": 0, "near": 0, "bytes": 0}
+    per_file = target_bytes / len(names)
+    dumps = orjson.dumps
+    for fi, name in enumerate(names):
+        shape = "sharegpt" if "sharegpt" in name else "chatml"
+        written = 0
+        with (folder / name).open("wb", buffering=1 << 22) as fh:
+            buf: list[bytes] = []
+            while written < per_file:
+                x = rng.random()
+                if window and x < exact_rate:
+                    messages = rng.choice(window)
+                    counts["exact"] += 1
+                elif window and x < exact_rate + near_rate:
+                    messages = gen.near_copy(rng.choice(window))
+                    counts["near"] += 1
+                else:
+                    messages = gen.messages()
+                    if len(window) < 5000:
+                        window.append(messages)
+                    else:
+                        window[rng.randrange(5000)] = messages
+                rid = f"{seed}-{fi}-{counts['records']}"
+                line = dumps(_as_shape(messages, shape, rid)) + b"\n"
+                buf.append(line)
+                written += len(line)
+                counts["records"] += 1
+                if len(buf) >= 256:
+                    fh.write(b"".join(buf))
+                    buf.clear()
+            fh.write(b"".join(buf))
+        counts["bytes"] += written
+    return counts
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path)
     parser.add_argument("--bytes", type=float, default=1e8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chat", action="store_true", help="realistic chat corpus into OUT dir")
+    parser.add_argument("--files", type=int, default=None)
     args = parser.parse_args()
-    print(write_jsonl(args.out, int(args.bytes), args.seed), "records")
+    if args.chat:
+        print(write_chat_corpus(args.out, int(args.bytes), files=args.files, seed=args.seed))
+    else:
+        print(write_jsonl(args.out, int(args.bytes), args.seed), "records")

@@ -1,0 +1,560 @@
+"""End-to-end compile benchmark: the build against its peers, whole processes, one run.
+
+Starts one SeaweedFS on free loopback ports, generates realistic chat corpora
+(``bench/gen_corpus.py`` ``write_chat_corpus``: long multi-turn ChatML and ShareGPT records over
+several files, ~4 % exact + ~4 % near duplicates) and measures, per size, side by side:
+
+* ``naive``: ``bench/peers/naive_compile.py`` (the old script: json list, ``set`` dedup, random
+  split, shard files, ``upload_file`` + HEAD + delete, no near dedup);
+* ``floor``: ``bench/peers/floor.py`` (bytes → line-bounded shards, sha256, put + HEAD + delete);
+* ``near-off`` / ``near-on``: the project's build, ``dagster job execute -m
+  dataset_assets.definitions -j build_dataset`` in its own process (the job's own executor, a
+  fresh ``DAGSTER_HOME`` with ``deploy/dagster.yaml``), one ``dataset.yaml`` per case (64 MiB
+  shards, a bucket per case; ``dedup.near: false`` for near-off). Timed from process start to
+  exit; then the manifest is read back from S3 and every file it names is HEAD-checked (size),
+  or the case fails;
+* ``incremental``: after near-on, one new source file of ~1 % of the data whose name sorts
+  first is added and the same build runs again: time vs the full build, and how many of the new
+  manifest's shard keys were not in the previous manifest.
+
+Per case: input MB / wall s, peak RSS of the whole process tree (``/proc`` sampled every 0.1 s,
+RSS summed over the process and its descendants), CPU time of the tree (user+sys from
+``os.wait4``: the child plus every descendant it waited for) and CPU/wall. Prints a Markdown
+table per size and writes the numbers to ``bench/results/bench_compile-<time>.json``.
+
+    .venv/bin/python bench/bench_compile.py [--sizes-mb 150 4000] [--only naive floor ...]
+        [--keep] [--work .local/bench-compile]
+
+The harness only shells out and reads manifests, so it does not depend on the build's
+internals. Corpora, staging folders and the S3 data are deleted at the end unless ``--keep``.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import boto3  # noqa: E402 - bench/ may use boto3 directly (a user's view of the store)
+import botocore.config  # noqa: E402
+import yaml  # noqa: E402
+
+from bench.gen_corpus import write_chat_corpus  # noqa: E402
+from dataset_assets.storage import SeaweedServer  # noqa: E402
+from dataset_assets.storage.local_server import PORTS_PER_SERVER  # noqa: E402
+
+MiB = 1024 * 1024
+CASES = ("naive", "floor", "near-off", "near-on", "incremental")
+BIN = Path(sys.executable).parent
+PAGE = os.sysconf("SC_PAGE_SIZE")
+ADDED_NAME = "chatml-000-added.jsonl"  # sorts before every generated file
+RESULTS = ROOT / "bench" / "results"
+
+
+# ---------------------------------------------------------------- measuring a process tree
+
+
+@dataclasses.dataclass
+class Measured:
+    wall_s: float
+    cpu_s: float
+    peak_rss_bytes: int
+    returncode: int
+    stdout: str
+    machine_busy_cores: float  # every process on the machine, averaged over the wall time
+    server_cpu_s: float  # the S3 server's CPU time meanwhile
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds spent busy by the whole machine since boot (/proc/stat)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu_s(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+SERVER_PID: int | None = None  # the S3 server, whose CPU is reported next to each case
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and all its descendants."""
+    children = _children_map()
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as fh:
+                total += int(fh.read().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            pass
+        todo += children.get(pid, [])
+    return total
+
+
+def measure(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> Measured:
+    """Run ``cmd`` to completion; wall, tree CPU (wait4) and sampled peak tree RSS."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    busy0, server0 = _machine_busy_s(), _process_cpu_s(SERVER_PID)
+    with log.open("wb") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=err)
+        peak = 0
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, tree_rss(proc.pid))
+                done.wait(0.1)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode(errors="replace")
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        done.set()
+        sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    busy = (_machine_busy_s() - busy0) / wall
+    server = _process_cpu_s(SERVER_PID) - server0
+    # ru_maxrss (KiB) is the largest single process: a floor for the sampled tree peak
+    peak = max(peak, usage.ru_maxrss * 1024)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measured(wall, cpu, peak, proc.returncode, out, busy, server)
+
+
+# ---------------------------------------------------------------- S3 server and helpers
+
+
+def _free_port_base(count: int = PORTS_PER_SERVER) -> int:
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 30000 - count)
+        ok = True
+        for port in range(base, base + count):
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free block of loopback ports")
+
+
+def _client(settings: dict[str, Any]) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=settings["endpoint_url"],
+        region_name=settings["region"],
+        aws_access_key_id=settings["access_key_id"],
+        aws_secret_access_key=settings["secret_access_key"],
+        config=botocore.config.Config(s3={"addressing_style": "path"}),
+    )
+
+
+def _drop_bucket(s3: Any, bucket: str) -> None:
+    try:
+        paginator = s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        s3.delete_bucket(Bucket=bucket)
+    except s3.exceptions.ClientError:
+        pass
+
+
+def _manifest_files(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every file entry the manifest names (shards and the optional sidecars), generically."""
+    files = list(manifest.get("shards", []))
+    for value in manifest.values():
+        if isinstance(value, dict) and "key" in value and "bytes" in value:
+            files.append(value)
+    return files
+
+
+def verified_manifest(s3: Any, bucket: str, prefix: str) -> dict[str, Any]:
+    """The latest manifest from S3, after HEAD-checking the size of every file it names."""
+    body = s3.get_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["Body"].read()
+    manifest: dict[str, Any] = json.loads(body)
+    for entry in _manifest_files(manifest):
+        head = s3.head_object(Bucket=bucket, Key=entry["key"])
+        if head["ContentLength"] != entry["bytes"]:
+            raise RuntimeError(
+                f"s3://{bucket}/{entry['key']}: {head['ContentLength']} bytes in S3, "
+                f"manifest says {entry['bytes']}"
+            )
+    return manifest
+
+
+# ---------------------------------------------------------------- corpora and cases
+
+
+def make_corpus(work: Path, mb: float) -> Path:
+    folder = work / f"corpus-{mb:g}mb"
+    done = folder / ".done"
+    if not done.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        t = time.perf_counter()
+        counts = write_chat_corpus(folder, int(mb * 1e6), seed=int(mb))
+        print(
+            f"  corpus {mb:g} MB: {counts['records']} records ({counts['exact']} exact + "
+            f"{counts['near']} near copies) in {len(list(folder.glob('*.jsonl')))} files, "
+            f"generated in {time.perf_counter() - t:.0f} s",
+            flush=True,
+        )
+        done.write_text(json.dumps(counts))
+    return folder
+
+
+def corpus_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.glob("*.jsonl"))
+
+
+def write_build_config(case_dir: Path, corpus: Path, bucket: str, near: bool) -> Path:
+    cfg = {
+        "bucket": bucket,
+        "prefix": "final_dataset",
+        "families": [
+            {"name": "chatml", "paths": [str(corpus / "chatml-*.jsonl")]},
+            {"name": "sharegpt", "paths": [str(corpus / "sharegpt-*.jsonl")]},
+        ],
+        "shard_size": 64 * MiB,
+        "staging_dir": str(case_dir / "staging"),
+        "manifest_path": str(case_dir / "manifest.json"),
+        "dedup": {"near": near},
+    }
+    path = case_dir / "dataset.yaml"
+    case_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def build_env(case_dir: Path, config: Path, settings: dict[str, Any], repo: Path) -> dict[str, str]:
+    home = case_dir / "dagster-home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(repo / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGSTER_"))}
+    env.update(
+        # the build's code comes from ``repo`` (ahead of the venv's editable install)
+        PYTHONPATH=str(repo),
+        DAGSTER_HOME=str(home),
+        DATASET_ASSETS_ENV="local",
+        DATASET_ASSETS_CONFIG=str(config),
+        AWS_ENDPOINT_URL_S3=settings["endpoint_url"],
+        AWS_ACCESS_KEY_ID=settings["access_key_id"],
+        AWS_SECRET_ACCESS_KEY=settings["secret_access_key"],
+        AWS_REGION=settings["region"],
+    )
+    return env
+
+
+BUILD_CMD = [
+    str(BIN / "dagster"),
+    "job",
+    "execute",
+    "-m",
+    "dataset_assets.definitions",
+    "-j",
+    "build_dataset",
+]
+
+
+def row(case: str, input_bytes: int, m: Measured, **extra: Any) -> dict[str, Any]:
+    return {
+        "case": case,
+        "input_mb": input_bytes / 1e6,
+        "wall_s": m.wall_s,
+        "mb_per_s": input_bytes / 1e6 / m.wall_s,
+        "peak_rss_mib": m.peak_rss_bytes / MiB,
+        "cpu_s": m.cpu_s,
+        "cpu_per_wall": m.cpu_s / m.wall_s,
+        "server_cpu_s": m.server_cpu_s,
+        # cores kept busy by everything else on the machine (not this case, not the S3 server):
+        # above ~0.2 the numbers are disturbed by other work
+        "other_busy_cores": max(0.0, m.machine_busy_cores - (m.cpu_s + m.server_cpu_s) / m.wall_s),
+        **extra,
+    }
+
+
+def run_size(
+    mb: float, work: Path, only: list[str], settings: dict[str, Any], keep: bool, repo: Path
+) -> list[dict[str, Any]]:
+    s3 = _client(settings)
+    corpus = make_corpus(work, mb)
+    (corpus / ADDED_NAME).unlink(missing_ok=True)
+    size = corpus_bytes(corpus)
+    tag = f"{mb:g}mb".replace(".", "-")
+    settings_json = json.dumps(settings)
+    rows: list[dict[str, Any]] = []
+    env = dict(os.environ)
+
+    def fail(case: str, m: Measured, log: Path) -> None:
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+        raise SystemExit(f"{case} ({mb:g} MB) failed with exit {m.returncode}; {log}:\n{tail}")
+
+    def failure_reason(log: Path) -> str:
+        """The build's own words for a failed run (a failed blocking check, or the error)."""
+        text = log.read_text(errors="replace") if log.exists() else ""
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        for i, line in enumerate(lines):
+            if "blocking asset check failed" in line and i + 1 < len(lines):
+                return f"blocked: failed check {lines[i + 1]}"
+        errors = [ln for ln in lines if ln.startswith(("Error:", "dagster._core.errors"))]
+        return errors[-1][:200] if errors else "failed (see log)"
+
+    for case in ("naive", "floor"):
+        if case not in only:
+            continue
+        bucket = f"bench-{case}-{tag}"
+        staging = work / "cases" / f"{tag}-{case}"
+        log = staging / "stderr.log"
+        script = ROOT / "bench" / "peers" / ("naive_compile.py" if case == "naive" else "floor.py")
+        cmd = [
+            sys.executable,
+            str(script),
+            str(corpus),
+            settings_json,
+            bucket,
+            "out",
+            str(staging / "shards"),
+            str(64 * MiB),
+        ]
+        m = measure(cmd, env=env, cwd=ROOT, log=log)
+        if m.returncode:
+            fail(case, m, log)
+        out = json.loads(m.stdout.strip().splitlines()[-1])
+        rows.append(row(case, size, m, shards=out["shards"], records=out.get("unique")))
+        _report(mb, rows[-1])
+        if not keep:
+            _drop_bucket(s3, bucket)
+            shutil.rmtree(staging, ignore_errors=True)
+
+    full: dict[str, Any] | None = None
+    for case in ("near-off", "near-on", "incremental"):
+        if case not in only or (case == "incremental" and full is None):
+            if case == "incremental" and case in only:
+                print("  incremental needs near-on in the same run: skipped", flush=True)
+            continue
+        near = case != "near-off"
+        case_dir = work / "cases" / f"{tag}-{'near-on' if near else 'near-off'}"
+        bucket = f"bench-{'near-on' if near else 'near-off'}-{tag}"
+        input_bytes = size
+        previous: dict[str, Any] | None = None
+        if case == "incremental":
+            assert full is not None
+            previous = full["manifest"]
+            t = time.perf_counter()
+            write_chat_corpus(corpus, int(size * 0.01), names=[ADDED_NAME], seed=int(mb) + 7_777)
+            first = sorted(p.name for p in corpus.glob("*.jsonl"))[0]
+            assert first == ADDED_NAME, first
+            added = (corpus / ADDED_NAME).stat().st_size
+            input_bytes = size + added
+            print(
+                f"  added {ADDED_NAME} ({added / 1e6:.1f} MB, sorts first) in "
+                f"{time.perf_counter() - t:.1f} s",
+                flush=True,
+            )
+        else:
+            shutil.rmtree(case_dir, ignore_errors=True)
+            _drop_bucket(s3, bucket)
+        config = write_build_config(case_dir, corpus, bucket, near)
+        log = case_dir / f"{case}.log"
+        env = build_env(case_dir, config, settings, repo)
+        m = measure(BUILD_CMD, env=env, cwd=repo, log=log)
+        if m.returncode:
+            reason = failure_reason(log)
+            RESULTS.mkdir(exist_ok=True)
+            shutil.copy(log, RESULTS / f"bench_compile-{tag}-{case}.log")
+            rows.append(row(case, input_bytes, m, failed=reason))
+            print(f"  {mb:g} MB {case:>11}: {reason} after {m.wall_s:.1f} s", flush=True)
+            if case == "incremental":
+                (corpus / ADDED_NAME).unlink(missing_ok=True)
+            continue
+        manifest = verified_manifest(s3, bucket, "final_dataset")
+        counts = manifest.get("counts", {})
+        shards = [s["key"] for s in manifest.get("shards", [])]
+        extra: dict[str, Any] = {
+            "shards": len(shards),
+            "records": counts.get("published_records"),
+            "input_records": counts.get("input_records"),
+            "exact_duplicates": counts.get("exact_duplicates"),
+            "near_duplicates": counts.get("near_duplicates"),
+        }
+        if previous is not None and full is not None:
+            old = {s["key"] for s in previous.get("shards", [])}
+            extra["new_shards"] = sum(1 for k in shards if k not in old)
+            extra["time_vs_full"] = m.wall_s / full["wall_s"]
+            extra["added_mb"] = (input_bytes - size) / 1e6
+        r = row(case, input_bytes, m, **extra)
+        rows.append(r)
+        _report(mb, r)
+        if case == "near-on":
+            full = {**r, "manifest": manifest}
+        if case == "incremental":
+            (corpus / ADDED_NAME).unlink(missing_ok=True)
+        if not keep and case != "near-on":
+            _drop_bucket(s3, bucket)
+            shutil.rmtree(case_dir, ignore_errors=True)
+    if not keep:
+        _drop_bucket(s3, f"bench-near-on-{tag}")
+        shutil.rmtree(work / "cases", ignore_errors=True)
+        shutil.rmtree(corpus, ignore_errors=True)
+    return rows
+
+
+def _report(mb: float, r: dict[str, Any]) -> None:
+    more = ""
+    if "new_shards" in r:
+        more = (
+            f", {r['time_vs_full']:.2f}x the full build, {r['new_shards']}/{r['shards']} shards new"
+        )
+    print(
+        f"  {mb:g} MB {r['case']:>11}: {r['wall_s']:7.1f} s {r['mb_per_s']:6.1f} MB/s "
+        f"peak {r['peak_rss_mib']:5.0f} MiB cpu/wall {r['cpu_per_wall']:.2f} "
+        f"(S3 server {r['server_cpu_s']:.0f} s cpu, other load {r['other_busy_cores']:.2f} cores)"
+        f"{more}",
+        flush=True,
+    )
+
+
+def markdown(mb: float, rows: list[dict[str, Any]]) -> str:
+    by = {r["case"]: r for r in rows}
+    lines = [
+        f"### {mb:g} MB",
+        "",
+        "| case | input MB | wall s | MB/s | peak RSS (tree) | CPU s | CPU/wall | S3 server CPU s "
+        "| other load (cores) | shards | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        if r.get("failed"):
+            lines.append(
+                f"| {r['case']} | {r['input_mb']:.0f} | ({r['wall_s']:.1f}) | – | "
+                f"{r['peak_rss_mib']:.0f} MiB | {r['cpu_s']:.1f} | – | {r['server_cpu_s']:.1f} | "
+                f"{r['other_busy_cores']:.2f} | – | **{r['failed']}** |"
+            )
+            continue
+        notes = []
+        if r["case"] in ("near-on", "near-off", "incremental"):
+            notes.append(
+                f"{r.get('input_records')} in, {r.get('records')} out, "
+                f"{r.get('exact_duplicates')} exact + {r.get('near_duplicates')} near dups"
+            )
+        if r["case"] == "near-on" and "naive" in by and not by["naive"].get("failed"):
+            notes.append(f"**{r['mb_per_s'] / by['naive']['mb_per_s']:.2f}× naive**")
+        if r["case"] == "near-off" and "floor" in by:
+            notes.append(f"**{r['mb_per_s'] / by['floor']['mb_per_s']:.2f}× floor**")
+        if r["case"] == "incremental":
+            notes.append(
+                f"+{r['added_mb']:.1f} MB: **{r['time_vs_full']:.2f}× the full build**, "
+                f"{r['new_shards']}/{r['shards']} shards new"
+            )
+        if r["case"] == "naive":
+            notes.append(f"{r.get('records')} unique (exact only)")
+        lines.append(
+            f"| {r['case']} | {r['input_mb']:.0f} | {r['wall_s']:.1f} | {r['mb_per_s']:.1f} | "
+            f"{r['peak_rss_mib']:.0f} MiB | {r['cpu_s']:.1f} | {r['cpu_per_wall']:.2f} | "
+            f"{r['server_cpu_s']:.1f} | {r['other_busy_cores']:.2f} | "
+            f"{r.get('shards', '')} | {'; '.join(notes)} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes-mb", type=float, nargs="+", default=[150.0, 4000.0])
+    parser.add_argument("--only", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--keep", action="store_true", help="keep corpora, staging and S3 data")
+    parser.add_argument("--work", type=Path, default=ROOT / ".local" / "bench-compile")
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        default=ROOT,
+        help="source tree whose build runs (e.g. a `git archive` of another commit)",
+    )
+    args = parser.parse_args()
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    server = SeaweedServer(work / "seaweed", port_base=_free_port_base(), die_with_parent=True)
+    server.start()
+    global SERVER_PID
+    SERVER_PID = int((server.data_dir / "weed.pid").read_text().strip())
+    settings = dataclasses.asdict(server.settings())
+    results: dict[str, Any] = {
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "repo": str(args.repo.resolve()),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "sizes": {},
+    }
+    tables = []
+    try:
+        for mb in args.sizes_mb:
+            print(f"== {mb:g} MB", flush=True)
+            rows = run_size(mb, work, args.only, settings, args.keep, args.repo.resolve())
+            results["sizes"][f"{mb:g}"] = rows
+            tables.append(markdown(mb, rows))
+    finally:
+        server.stop()
+        if not args.keep:
+            shutil.rmtree(work / "seaweed", ignore_errors=True)
+    print()
+    print("\n\n".join(tables))
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"bench_compile-{stamp}.json"
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nnumbers: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Peers of the compile benchmark (``bench/bench_compile.py``), each a standalone script."""
