@@ -69,7 +69,7 @@ class ClusterResult:
 def _connect(work: Path, threads: int, memory_mib: int) -> duckdb.DuckDBPyConnection:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    con = duckdb.connect(str(work / "cluster.duckdb"))
+    con = duckdb.connect()  # in memory; spills to temp_directory past memory_limit
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET temp_directory = '{work / 'spill'}'")
     con.execute(f"SET memory_limit = '{memory_mib}MB'")

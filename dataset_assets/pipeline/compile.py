@@ -18,9 +18,10 @@ import multiprocessing
 import os
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import orjson
@@ -57,6 +58,8 @@ from dataset_assets.pipeline.sources import list_sources, open_source
 from dataset_assets.storage import Journal, Publisher, S3ObjectStore, S3Settings
 
 SUMMARY_NAME = "summary.json"
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class _Frozen(BaseModel):
@@ -139,11 +142,20 @@ def worker_count(cfg: DatasetConfig) -> int:
     return cfg.compile.workers or os.cpu_count() or 1
 
 
-def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
-    """Worker processes started from a clean interpreter (forkserver: no inherited threads)."""
-    return concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("forkserver")
-    )
+def run_parallel(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> list[R]:
+    """``fn`` over ``tasks`` in worker processes, results in task order; inline for one task.
+
+    Workers come from a forkserver that has imported this package once (no inherited threads,
+    no per-worker import cost after the first pool of the process).
+    """
+    if len(tasks) <= 1 or workers <= 1:
+        return [fn(t) for t in tasks]
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["dataset_assets.pipeline.shards"])
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)), mp_context=ctx
+    ) as pool:
+        return list(pool.map(fn, tasks))
 
 
 @dataclass(frozen=True)
@@ -242,10 +254,9 @@ def run_partitions(
             keep = area.cache is not None
             spec = StoreSpec.of(store)
             todo.append(_PartitionTask(ref, holdout, digest, cfg, spec, out, keep, journal))
-    if todo:
-        with process_pool(min(worker_count(cfg), len(todo))) as pool:
-            for task, summary in zip(todo, pool.map(_run_partition, todo), strict=True):
-                summaries[task.digest] = summary
+    done = run_parallel(_run_partition, todo, worker_count(cfg))
+    for task, summary in zip(todo, done, strict=True):
+        summaries[task.digest] = summary
     refs = [
         PartitionRef(
             family=ref.family,

@@ -19,6 +19,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from dataset_assets.core.config import DatasetConfig
+from dataset_assets.core.errors import ObjectNotFoundError
 from dataset_assets.core.layout import SPLITS, cache_shards_key, shard_key
 from dataset_assets.core.manifest import ShardEntry
 from dataset_assets.core.partition import RECORDS_NAME, SPLIT_CODES, read_records
@@ -29,8 +30,8 @@ from dataset_assets.pipeline.compile import (
     StoreSpec,
     WorkArea,
     local_intermediate,
-    process_pool,
     read_decisions,
+    run_parallel,
     worker_count,
 )
 from dataset_assets.pipeline.entries import shard_entry
@@ -64,9 +65,11 @@ class _ShardTask:
     journal: Journal
 
 
-def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], ShardStats]:
-    """In a worker process: one partition's shards of every split (reused or written)."""
-    cfg, store, part = task.cfg, task.store.open(), task.part
+def cached_shard_sets(
+    cfg: DatasetConfig, store: S3ObjectStore, part: PartitionRef
+) -> tuple[dict[str, list[ShardEntry]], list[str]]:
+    """The partition's shard sets already published by an earlier build, and the splits that
+    still need writing."""
     entries: dict[str, list[ShardEntry]] = {}
     missing = []
     for split in SPLITS:
@@ -74,10 +77,17 @@ def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], Sh
             entries[split] = []
             continue
         key = cache_shards_key(cfg.prefix, shard_set_digest(cfg, part, split))
-        if store.exists(key):
+        try:
             entries[split] = _ENTRIES.validate_json(store.get_bytes(key))
-        else:
+        except ObjectNotFoundError:
             missing.append(split)
+    return entries, missing
+
+
+def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], ShardStats]:
+    """In a worker process: one partition's shards of every split (reused or written)."""
+    cfg, store, part = task.cfg, task.store.open(), task.part
+    entries, missing = cached_shard_sets(cfg, store, part)
     reused = sum(len(v) for v in entries.values())
     if not missing:
         return entries, ShardStats(reused=reused)
@@ -131,21 +141,31 @@ def publish_all_shards(
     journal: Journal,
 ) -> tuple[dict[str, list[ShardEntry]], ShardStats]:
     """Every split's shards, in partition order; partitions run in parallel processes."""
-    spec = StoreSpec.of(store)
-    tasks = [_ShardTask(cfg, spec, result, part, area, journal) for part in result.partitions]
     by_split: dict[str, list[ShardEntry]] = {s: [] for s in SPLITS}
     total = ShardStats()
-    if not tasks:
-        return by_split, total
-    workers = min(worker_count(cfg), len(tasks))
-    with process_pool(workers) as pool:
-        for entries, stats in pool.map(_partition_shards, tasks):
-            for split in SPLITS:
-                by_split[split] += entries[split]
-            total = ShardStats(
-                reused=total.reused + stats.reused,
-                written=total.written + stats.written,
-                uploaded=total.uploaded + stats.uploaded,
-                peak_staged_bytes=max(total.peak_staged_bytes, stats.peak_staged_bytes),
-            )
+    found = {p.digest: cached_shard_sets(cfg, store, p) for p in result.partitions}
+    spec = StoreSpec.of(store)
+    tasks = [
+        _ShardTask(cfg, spec, result, part, area, journal)
+        for part in result.partitions
+        if found[part.digest][1]
+    ]
+    written = dict(
+        zip(
+            (t.part.digest for t in tasks),
+            run_parallel(_partition_shards, tasks, worker_count(cfg)),
+            strict=True,
+        )
+    )
+    for part in result.partitions:
+        entries, stats = written.get(part.digest) or (found[part.digest][0], None)
+        for split in SPLITS:
+            by_split[split] += entries[split]
+        reused = sum(len(v) for v in entries.values()) if stats is None else stats.reused
+        total = ShardStats(
+            reused=total.reused + reused,
+            written=total.written + (stats.written if stats else 0),
+            uploaded=total.uploaded + (stats.uploaded if stats else 0),
+            peak_staged_bytes=max(total.peak_staged_bytes, stats.peak_staged_bytes if stats else 0),
+        )
     return by_split, total
