@@ -2,7 +2,8 @@
 
 The same code as the Dagster ``migrated_file`` asset (:mod:`dataset_assets.pipeline.migrate`),
 for people who want it from a terminal: a progress bar (files and bytes), a summary table, and a
-non-zero exit code when any file failed or was refused.
+non-zero exit code when any file failed or was refused. Files a source family reads are kept and
+listed (not an error: that is the default, ``migration.allow_active_sources`` changes it).
 """
 
 import os
@@ -31,6 +32,7 @@ from dataset_assets.pipeline.migrate import (
     MigrationOutcome,
     MigrationReport,
     migrate_all,
+    source_moved_note,
 )
 from dataset_assets.storage import S3ObjectStore
 
@@ -79,7 +81,19 @@ def _summary_table(report: MigrationReport) -> Table:
     failed = sum(failed_bytes.get(f.relative_path, 0) for f in report.failures)
     table.add_row("[red]failed (kept locally)", str(len(report.failures)), format_bytes(failed))
     table.add_row("[yellow]refused", str(len(report.discovery.refused)), "")
+    table.add_row("in use by a source family (kept)", str(len(report.discovery.in_use)), "")
     table.add_row("still being written", str(len(report.discovery.waiting)), "")
+    return table
+
+
+def _in_use_table(found: Discovery) -> Table | None:
+    if not found.in_use:
+        return None
+    table = Table(title="Kept: in use by a source family", show_lines=True)
+    table.add_column("path", overflow="fold")  # never cut a path: the user must find the file
+    table.add_column("why", overflow="fold")
+    for entry in found.in_use:
+        table.add_row(entry.path, entry.reason)
     return table
 
 
@@ -87,8 +101,8 @@ def _problems_table(report: MigrationReport) -> Table | None:
     if not report.failures and not report.discovery.refused:
         return None
     table = Table(title="Problems", show_lines=True)
-    table.add_column("path")
-    table.add_column("why")
+    table.add_column("path", overflow="fold")
+    table.add_column("why", overflow="fold")
     for f in report.failures:
         table.add_row(f.relative_path, f"[red]{f.error}")
     for r in report.discovery.refused:
@@ -133,7 +147,8 @@ def migrate(
     """Migrate local dataset files to S3: upload, verify, record in the ledger, delete local.
 
     S3 is reached through the standard AWS configuration (AWS_ENDPOINT_URL_S3, AWS_PROFILE,
-    AWS_ACCESS_KEY_ID...). Exit code 1 when any file failed or was refused.
+    AWS_ACCESS_KEY_ID...). Exit code 1 when any file failed or was refused. Files a source
+    family reads are kept and listed unless migration.allow_active_sources is true.
     """
     try:
         cfg = _with_data_dir(load_config(config), data_dir)
@@ -148,9 +163,13 @@ def migrate(
     except DatasetError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(code=1) from exc
-    problems = _problems_table(report)
-    if problems is not None:
-        console.print(problems)
+    for table in (_in_use_table(found), _problems_table(report)):
+        if table is not None:
+            console.print(table)
+    for outcome in report.outcomes:
+        note = source_moved_note(cfg, outcome)
+        if note is not None:
+            console.print(f"[yellow]note:[/] {note}")
     for path in found.waiting:
         console.print(f"[dim]not yet (still being written): {path}")
     if not report.ok:

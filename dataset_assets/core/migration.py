@@ -3,7 +3,10 @@
 Discovery finds every file that should move (one Dagster dynamic partition per file, keyed by its
 path relative to the data root): every ``.jsonl`` under the data root, plus files of at least
 ``min_package_file_bytes`` under the package-data roots. It never follows symlinks and refuses
-anything that would leave its root, with a message that says why. The ledger is an append-only
+anything that would leave its root, or whose name is not valid UTF-8, with a message that says
+why. Files that a source family reads (the dataset's own inputs, listed by the same function the
+compile uses) are *in use*: kept where they are unless ``migration.allow_active_sources`` is set,
+since moving them would leave the next build without its input. The ledger is an append-only
 JSONL file recording where each file went (local path → S3 URI, bytes, sha256, time).
 """
 
@@ -18,7 +21,8 @@ import orjson
 
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.errors import MigrationError
-from dataset_assets.core.sources import is_temporary_name
+from dataset_assets.core.layout import migrated_key, s3_uri
+from dataset_assets.core.sources import is_temporary_name, local_source_paths
 
 QUARANTINE_DIR_NAMES = frozenset({"quarantine", "_quarantine"})
 # Substrings Dagster refuses in partition keys (dagster.core.definitions.partitions.utils).
@@ -27,6 +31,21 @@ _BAD_KEY_SUBSTRINGS: tuple[str, ...] = ("...", "\a", "\b", "\f", "\n", "\r", "\t
 
 class FileChangedError(MigrationError):
     """The file changed while it was being hashed (still being written): retry later."""
+
+
+class SourceInUseError(MigrationError):
+    """The file is an input of a source family and ``migration.allow_active_sources`` is off."""
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as printable text: bytes that are not valid UTF-8 are shown backslash-escaped
+    (``bad\\xff.jsonl``), so a message about such a file never fails to print or serialize."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def allow_active_sources(cfg: DatasetConfig) -> bool:
+    """``migration.allow_active_sources`` (off when the config model has no such field)."""
+    return bool(getattr(cfg.migration, "allow_active_sources", False))
 
 
 @dataclass(frozen=True, order=True)
@@ -55,6 +74,19 @@ class Refusal:
         return f"refused {self.path}: {self.reason}"
 
 
+@dataclass(frozen=True, order=True)
+class InUse:
+    """A file discovery keeps because a source family reads it (the partition key it would have,
+    its local path, and the message naming the family and how to migrate it anyway)."""
+
+    relative_path: str
+    path: str
+    reason: str
+
+    def message(self) -> str:
+        return f"kept {self.path}: {self.reason}"
+
+
 @dataclass(frozen=True)
 class Discovery:
     """Result of one discovery pass.
@@ -63,11 +95,14 @@ class Discovery:
         candidates: files to migrate, sorted by relative path.
         refused: symlinks, escaping paths and unusable names, each with a reason.
         waiting: files modified less than ``stable_seconds`` ago (picked up by a later pass).
+        in_use: files a source family reads, kept in place (``migration.allow_active_sources``
+            off), each with the family and how to migrate it anyway. Not an error: the default.
     """
 
     candidates: tuple[Candidate, ...]
     refused: tuple[Refusal, ...]
     waiting: tuple[str, ...]
+    in_use: tuple[InUse, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -127,11 +162,67 @@ def check_partition_key(key: str) -> str | None:
     """Why ``key`` cannot be a migration partition key, or ``None`` if it can."""
     rel = PurePosixPath(key)
     if not key or rel.is_absolute() or ".." in rel.parts:
-        return f"relative path {key!r} escapes the data root"
+        return f"relative path {display_path(key)!r} escapes the data root"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return (
+            "its name is not valid UTF-8 (S3 keys and Dagster partition keys must be); "
+            "rename it to migrate it"
+        )
     bad = [s for s in _BAD_KEY_SUBSTRINGS if s in key]
     if bad:
         return f"file name contains {bad[0]!r}, which Dagster does not allow in partition keys"
     return None
+
+
+def active_sources(cfg: DatasetConfig) -> dict[Path, tuple[str, ...]]:
+    """Every local file a source family reads (resolved path → family names, config order).
+
+    Listed with :func:`~dataset_assets.core.sources.local_source_paths`, the function the compile
+    and the rebuild sensor use, so "in use" means exactly "read by the next build".
+    """
+    readers: dict[Path, list[str]] = {}
+    for family in cfg.families:
+        for pattern in family.paths:
+            if pattern.startswith("s3://"):
+                continue
+            for path in local_source_paths(pattern):
+                names = readers.setdefault(path.resolve(), [])
+                if family.name not in names:
+                    names.append(family.name)
+    return {path: tuple(names) for path, names in readers.items()}
+
+
+def in_use_reason(cfg: DatasetConfig, relative_path: str, families: tuple[str, ...]) -> str:
+    """Why a family's input is not migrated, and how to migrate it anyway."""
+    noun = "family" if len(families) == 1 else "families"
+    return (
+        f"in use by {noun} {', '.join(families)}; set migration.allow_active_sources: true "
+        f"and point the {noun} at {migrated_folder_uri(cfg, relative_path)} to migrate it"
+    )
+
+
+def migrated_folder_uri(cfg: DatasetConfig, relative_path: str) -> str:
+    """The ``s3://`` folder a migrated file lands in: what a family lists to read it there."""
+    folder = PurePosixPath(relative_path).parent
+    prefix = cfg.migration.prefix
+    key = prefix if folder == PurePosixPath(".") else migrated_key(prefix, folder.as_posix())
+    return s3_uri(cfg.bucket, key) + "/"
+
+
+def check_not_in_use(cfg: DatasetConfig, relative_path: str, path: Path) -> tuple[str, ...]:
+    """The families reading ``path`` (empty if none).
+
+    Raises:
+        SourceInUseError: a family reads it and ``migration.allow_active_sources`` is off.
+    """
+    families = active_sources(cfg).get(path.resolve(), ())
+    if families and not allow_active_sources(cfg):
+        raise SourceInUseError(
+            f"refused {display_path(path)}: {in_use_reason(cfg, relative_path, families)}"
+        )
+    return families
 
 
 def discover(cfg: DatasetConfig, *, now: float | None = None) -> Discovery:
@@ -139,20 +230,24 @@ def discover(cfg: DatasetConfig, *, now: float | None = None) -> Discovery:
 
     Excluded without a message: the kept manifest, the staging folder, the ledger, quarantine
     folders, dot-folders and temporary names. Refused with a message: symlinks (files or folders;
-    the target may live anywhere and deleting a link proves nothing) and keys Dagster cannot use.
-    Files modified within ``migration.stable_seconds`` are ``waiting``.
+    the target may live anywhere and deleting a link proves nothing), names that are not valid
+    UTF-8 (shown backslash-escaped) and keys Dagster cannot use. Files a family reads are
+    ``in_use`` unless ``migration.allow_active_sources``. Files modified within
+    ``migration.stable_seconds`` are ``waiting``.
     """
     now = time.time() if now is None else now
     mig = cfg.migration
     excluded = _excluded_paths(cfg)
+    readers = {} if allow_active_sources(cfg) else active_sources(cfg)
     found: dict[str, Candidate] = {}
     refused: list[Refusal] = []
+    in_use: list[InUse] = []
     waiting: list[str] = []
     for root in _roots(cfg):
         if not root.path.is_dir():
             if root.label is None and not root.path.exists():
                 continue  # no data root yet: nothing to migrate
-            refused.append(Refusal(str(root.path), "is not a directory"))
+            refused.append(Refusal(display_path(root.path), "is not a directory"))
             continue
         for path, refusal in _walk(root.path, excluded):
             if refusal is not None:
@@ -168,13 +263,17 @@ def discover(cfg: DatasetConfig, *, now: float | None = None) -> Discovery:
                 continue
             key = _partition_key(root, mig.data_root, path)
             problem = check_partition_key(key) or _label_clash(cfg, root, key)
+            families = readers.get(path.resolve(), ())
             if problem is not None:
-                refused.append(Refusal(str(path), problem))
+                refused.append(Refusal(display_path(path), problem))
+            elif families:
+                in_use.append(InUse(key, display_path(path), in_use_reason(cfg, key, families)))
             elif now - st.st_mtime < mig.stable_seconds:
-                waiting.append(str(path))
+                waiting.append(display_path(path))
             elif key in found and found[key].path != path:
+                other = display_path(found[key].path)
                 refused.append(
-                    Refusal(str(path), f"same relative path {key!r} as {found[key].path}")
+                    Refusal(display_path(path), f"same relative path {key!r} as {other}")
                 )
             else:
                 found[key] = Candidate(key, path, st.st_size)
@@ -182,6 +281,7 @@ def discover(cfg: DatasetConfig, *, now: float | None = None) -> Discovery:
         candidates=tuple(sorted(found.values())),
         refused=tuple(sorted(set(refused))),
         waiting=tuple(sorted(waiting)),
+        in_use=tuple(sorted(set(in_use))),
     )
 
 
@@ -211,11 +311,12 @@ def _walk(root: Path, excluded: tuple[Path, ...]) -> Iterator[tuple[Path, Refusa
 
 def _symlink_refusal(path: Path, root: Path) -> Refusal:
     target = Path(os.path.realpath(path))
+    shown = display_path(target)
     if _is_within(target, root):
-        reason = f"is a symlink to {target}; migrate the target itself, not the link"
+        reason = f"is a symlink to {shown}; migrate the target itself, not the link"
     else:
-        reason = f"is a symlink to {target}, which escapes the migration root {root}"
-    return Refusal(str(path), reason)
+        reason = f"is a symlink to {shown}, which escapes the migration root {display_path(root)}"
+    return Refusal(display_path(path), reason)
 
 
 def resolve_partition(cfg: DatasetConfig, key: str) -> Path:

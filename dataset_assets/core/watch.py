@@ -17,6 +17,7 @@ from typing import Literal
 
 import orjson
 
+from dataset_assets.core.migration import display_path
 from dataset_assets.core.sources import local_source_paths
 
 CURSOR_VERSION = 1
@@ -188,13 +189,14 @@ def _is_stable(fp: Fingerprint, entry: Pending, now: float, stable_seconds: floa
 
 
 def fingerprint_local(path: Path) -> Fingerprint | None:
-    """Fingerprint of a local file; ``None`` if it vanished while looking."""
+    """Fingerprint of a local file; ``None`` if it vanished while looking. A name that is not
+    valid UTF-8 is kept backslash-escaped, so the cursor (JSON) can always be written."""
     try:
         st = path.stat()
     except FileNotFoundError:
         return None
     return Fingerprint(
-        path=str(path.absolute()),
+        path=display_path(path.absolute()),
         size=st.st_size,
         version=str(st.st_mtime_ns),
         modified_at=st.st_mtime_ns / 1e9,

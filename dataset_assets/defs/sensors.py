@@ -4,6 +4,12 @@ It watches the families' paths (local globs, and ``s3://`` prefixes listed with 
 fingerprints in its cursor, and requests one ``build_dataset`` run per stable change set, keyed by
 the set's hash so one change never launches two runs. It starts RUNNING (``default_status``): the
 dataset follows its sources without anyone switching it on.
+
+Before requesting a build it compares the sources a build would read now with the ``inputs`` of
+the latest published manifest (the ``manifest.json`` pointer in S3), listed by the same function
+the compile uses: when they are equal the dataset is already built from exactly this data, so
+nothing is requested. That is what keeps the first tick of a fresh Dagster home (``make dev``
+after ``make run``) from rebuilding an unchanged dataset.
 """
 
 import time
@@ -13,7 +19,9 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from dataset_assets.core.config import DatasetConfig
-from dataset_assets.core.layout import parse_s3_uri
+from dataset_assets.core.errors import ConfigError, ObjectNotFoundError
+from dataset_assets.core.layout import latest_manifest_key, parse_s3_uri
+from dataset_assets.core.manifest import Manifest
 from dataset_assets.core.sources import is_source_name, is_temporary_name
 from dataset_assets.core.watch import (
     Fingerprint,
@@ -26,6 +34,7 @@ from dataset_assets.core.watch import (
 )
 from dataset_assets.defs.jobs import build_job
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
+from dataset_assets.pipeline.sources import list_sources
 
 SENSOR_NAME = "rebuild_on_new_data"
 DEFAULT_MINIMUM_INTERVAL_SECONDS = 30
@@ -45,6 +54,49 @@ def _scan_s3(cfg: DatasetConfig, s3: ObjectStoreResource, uris: list[str]) -> It
             name = info.key.rsplit("/", 1)[-1]
             if is_source_name(name) and not is_temporary_name(name):
                 yield fingerprint_s3(bucket, info.key, info.size, info.etag)
+
+
+def latest_manifest(cfg: DatasetConfig, s3: ObjectStoreResource) -> Manifest | None:
+    """The latest published manifest (the ``manifest.json`` pointer), or ``None`` before the
+    first build (no pointer, or no bucket yet)."""
+    store = s3.store(cfg.bucket, cfg.part_size)
+    key = latest_manifest_key(cfg.prefix)
+    try:
+        data = store.get_bytes(key)
+    except ObjectNotFoundError:
+        return None
+    return Manifest.from_json(data, source=store.uri(key))
+
+
+SourceSet = frozenset[tuple[str, str, int, str]]
+
+
+def sources_now(cfg: DatasetConfig, s3: ObjectStoreResource) -> SourceSet:
+    """(family, uri, bytes, fingerprint) of every file a build would read now, listed by the
+    compile's own listing function so that it compares equal to a manifest's ``inputs``."""
+    store = s3.store(cfg.bucket, cfg.part_size)
+    refs = [ref for family in cfg.families for ref in list_sources(family, store)]
+    return frozenset((r.family, r.uri, r.size, r.fingerprint) for r in refs)
+
+
+def built_from(manifest: Manifest) -> SourceSet:
+    return frozenset((i.family, i.uri, i.bytes, i.fingerprint) for i in manifest.inputs)
+
+
+def already_built(cfg: DatasetConfig, s3: ObjectStoreResource) -> Manifest | None:
+    """The latest manifest if it was built from exactly the sources present now, else ``None``.
+
+    A family path a build cannot read (an ``s3://`` prefix outside the dataset bucket) never
+    counts as built: the build is requested and fails with the config error.
+    """
+    manifest = latest_manifest(cfg, s3)
+    if manifest is None:
+        return None
+    try:
+        current = sources_now(cfg, s3)
+    except ConfigError:
+        return None
+    return manifest if current == built_from(manifest) else None
 
 
 def _skip_text(result: WatchResult) -> str:
@@ -89,6 +141,13 @@ def make_rebuild_sensor(
         cursor = result.cursor.to_json()
         if not result.triggers:
             return dg.SensorResult(skip_reason=_skip_text(result), cursor=cursor)
+        built = already_built(cfg, s3)
+        if built is not None:
+            return dg.SensorResult(
+                skip_reason=f"sources unchanged since build {built.build_id} "
+                f"({len(built.inputs)} files): nothing to rebuild",
+                cursor=cursor,
+            )
         context.log.info(f"rebuild requested: {describe(result.changes)}")
         request = dg.RunRequest(
             run_key=result.run_key(),

@@ -2,46 +2,62 @@
 
 import os
 import time
+import uuid
 from pathlib import Path
 
 import dagster as dg
 import orjson
 import pytest
 
+from dataset_assets.core.layout import latest_manifest_key
+from dataset_assets.core.manifest import BuildCounts, InputFingerprint, Manifest, with_build_id
 from dataset_assets.core.watch import Fingerprint, WatchCursor, observe
 from dataset_assets.defs.jobs import build_job
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
 from dataset_assets.defs.sensors import build_defs, make_rebuild_sensor
-from dataset_assets.storage import S3ObjectStore
+from dataset_assets.pipeline.build import build_dataset
+from dataset_assets.pipeline.sources import list_sources
+from dataset_assets.storage import S3ObjectStore, S3Settings
+from dataset_assets_tests.builds import config_and_store, write_build_config
 
 OLD = time.time() - 3600  # an mtime far older than any stable_seconds used here
 
 
+def s3_resource(settings: S3Settings) -> ObjectStoreResource:
+    return ObjectStoreResource(
+        endpoint_url=settings.endpoint_url,
+        region=settings.region,
+        access_key_id=settings.access_key_id,
+        secret_access_key=settings.secret_access_key,
+    )
+
+
 class Project:
-    """A temp project: dataset.yaml plus a generated-data folder the sensor watches."""
+    """A temp project: dataset.yaml plus a generated-data folder the sensor watches, and an
+    empty bucket on the test S3 server (where a build would publish its manifest)."""
 
     def __init__(
         self,
         root: Path,
+        settings: S3Settings,
         *,
         stable_seconds: float = 10,
         on_removal: str = "report",
         extra_paths: tuple[str, ...] = (),
-        s3: ObjectStoreResource | None = None,
     ) -> None:
         self.root = root
         self.generated = root / "data" / "generated"
         self.generated.mkdir(parents=True)
         paths = ["data/generated/*.jsonl", *extra_paths]
         config = {
-            "bucket": "sensor-tests",
+            "bucket": f"sensor-{uuid.uuid4().hex[:12]}",
             "families": [{"name": "generated", "paths": paths}],
             "sensor": {"stable_seconds": stable_seconds, "on_removal": on_removal},
         }
         (root / "dataset.yaml").write_bytes(orjson.dumps(config))  # JSON is YAML
         self.resources = {
             "dataset": DatasetConfigResource(config_path=str(root / "dataset.yaml")),
-            "s3": s3 or ObjectStoreResource(),
+            "s3": s3_resource(settings),
         }
         self.sensor = make_rebuild_sensor(build_job)
         self.instance = dg.DagsterInstance.ephemeral()
@@ -76,8 +92,8 @@ def version(path: Path) -> tuple[int, str]:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return Project(tmp_path)
+def project(tmp_path: Path, seaweed: S3Settings) -> Project:
+    return Project(tmp_path, seaweed)
 
 
 def test_first_tick_requests_one_build_of_everything_present(project: Project) -> None:
@@ -180,8 +196,8 @@ def test_same_change_seen_twice_has_the_same_run_key(project: Project) -> None:
     assert once.run_requests[0].run_key == again.run_requests[0].run_key
 
 
-def test_temporary_names_are_ignored(tmp_path: Path) -> None:
-    project = Project(tmp_path, extra_paths=("data/generated/*",))
+def test_temporary_names_are_ignored(tmp_path: Path, seaweed: S3Settings) -> None:
+    project = Project(tmp_path, seaweed, extra_paths=("data/generated/*",))
     project.write("real.jsonl", "r\n")
     for name in (".hidden.jsonl", "x.jsonl.tmp", "y.jsonl.part", "z.jsonl~"):
         project.write(name, "tmp\n")
@@ -204,8 +220,8 @@ def test_removal_is_reported_without_a_rebuild_by_default(project: Project) -> N
     assert str(a) not in known(result)
 
 
-def test_removal_rebuilds_when_configured(tmp_path: Path) -> None:
-    project = Project(tmp_path, on_removal="rebuild")
+def test_removal_rebuilds_when_configured(tmp_path: Path, seaweed: S3Settings) -> None:
+    project = Project(tmp_path, seaweed, on_removal="rebuild")
     a = project.write("a.jsonl", "a\n")
     project.write("b.jsonl", "b\n")
     cursor = project.tick(None).cursor
@@ -222,23 +238,16 @@ def test_unreadable_cursor_fails_the_tick(project: Project) -> None:
         project.tick("{not json")
 
 
-def test_missing_config_fails_the_tick(tmp_path: Path) -> None:
-    project = Project(tmp_path)
+def test_missing_config_fails_the_tick(tmp_path: Path, seaweed: S3Settings) -> None:
+    project = Project(tmp_path, seaweed)
     (tmp_path / "dataset.yaml").unlink()
     with pytest.raises(Exception, match="cannot read dataset config"):
         project.tick(None)
 
 
 def test_s3_prefix_is_watched_by_etag(tmp_path: Path, seaweed_store: S3ObjectStore) -> None:
-    settings = seaweed_store.settings
-    s3 = ObjectStoreResource(
-        endpoint_url=settings.endpoint_url,
-        region=settings.region,
-        access_key_id=settings.access_key_id,
-        secret_access_key=settings.secret_access_key,
-    )
     prefix = f"s3://{seaweed_store.bucket}/incoming/"
-    project = Project(tmp_path, extra_paths=(prefix,), s3=s3)
+    project = Project(tmp_path, seaweed_store.settings, extra_paths=(prefix,))
     seaweed_store.put_bytes("incoming/one.jsonl", b"1\n")
     first = project.tick(None)
     seaweed_store.put_bytes("incoming/one.jsonl", b"1 changed\n")
@@ -270,3 +279,155 @@ def test_rebuild_sensor_starts_running() -> None:
     assert isinstance(sensor, dg.SensorDefinition)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.job_name == "build_dataset"
+
+
+# -- no rebuild of a dataset already built from exactly these sources --------------------------
+
+
+class Built:
+    """A real build (`make run`'s sample project) and the rebuild sensor of a fresh Dagster
+    home pointed at the same config and S3 (what `make dev` after `make run` starts)."""
+
+    def __init__(self, root: Path, settings: S3Settings) -> None:
+        config = write_build_config(
+            root, f"built-{uuid.uuid4().hex[:12]}", records_per_family=15, quarantine_max_ratio=0.5
+        )
+        self.cfg, self.store = config_and_store(config, settings)
+        self.generated = root / "data" / "generated"
+        self.manifest = build_dataset(self.cfg, self.store)
+        self.sensor = make_rebuild_sensor(build_job)
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.resources = {
+            "dataset": DatasetConfigResource(config_path=str(config)),
+            "s3": s3_resource(settings),
+        }
+
+    def tick(self, cursor: str | None) -> dg.SensorResult:
+        context = dg.build_sensor_context(
+            cursor=cursor, instance=self.instance, resources=self.resources
+        )
+        result = self.sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        return result
+
+
+@pytest.fixture
+def built(tmp_path: Path, seaweed: S3Settings) -> Built:
+    return Built(tmp_path, seaweed)
+
+
+def test_first_tick_after_a_build_of_the_same_sources_requests_nothing(built: Built) -> None:
+    sources = sorted(built.generated.glob("*.jsonl"))
+
+    first = built.tick(None)
+
+    assert first.run_requests == []
+    assert first.skip_reason is not None
+    message = str(first.skip_reason.skip_message)
+    assert f"sources unchanged since build {built.manifest.build_id}" in message
+    assert len(known(first)) == len(sources) == len(built.manifest.inputs)
+
+    new = built.generated / f"{built.cfg.families[0].name}_late.jsonl"
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    new.write_bytes(orjson.dumps({"messages": turns}) + b"\n")
+    os.utime(new, (OLD, OLD))
+    second = built.tick(first.cursor)
+
+    assert len(second.run_requests) == 1
+    assert second.run_requests[0].tags["dataset_assets/changes"] == f"added {new.name}"
+
+
+def test_first_tick_after_a_source_changed_since_the_build_requests_one(built: Built) -> None:
+    source = sorted(built.generated.glob("*.jsonl"))[0]
+    with source.open("ab") as fh:
+        fh.write(b'{"messages": [{"role": "user", "content": "one more"}]}\n')
+    os.utime(source, (OLD + 60, OLD + 60))
+
+    first = built.tick(None)
+
+    assert len(first.run_requests) == 1
+    assert first.run_requests[0].tags["dataset_assets/changed_files"] == str(len(known(first)))
+
+
+def test_a_file_whose_name_is_not_utf8_does_not_break_the_tick(project: Project) -> None:
+    project.write("good.jsonl", "g\n")
+    bad = project.generated / os.fsdecode(b"bad-\xff.jsonl")
+    bad.write_text("b\n")
+    os.utime(bad, (OLD, OLD))
+
+    result = project.tick(None)
+
+    assert len(result.run_requests) == 1
+    assert result.run_requests[0].tags["dataset_assets/changed_files"] == "2"
+    assert str(project.generated / "bad-\\xff.jsonl") in known(result)
+
+
+def publish_manifest_of(project: Project, settings: S3Settings, *names: str) -> Manifest:
+    """A published manifest (pointer in S3) whose inputs are ``names``, recorded the way the
+    compile records them (its own listing function)."""
+    cfg = DatasetConfigResource(config_path=str(project.root / "dataset.yaml")).load()
+    store = S3ObjectStore(cfg.bucket, settings, part_size=cfg.part_size)
+    store.ensure_bucket()
+    refs = [r for f in cfg.families for r in list_sources(f, store) if Path(r.uri).name in names]
+    assert len(refs) == len(names)
+    inputs = [
+        InputFingerprint(uri=r.uri, family=r.family, bytes=r.size, fingerprint=r.fingerprint)
+        for r in refs
+    ]
+    manifest = with_build_id(
+        Manifest(
+            build_id="",
+            bucket=cfg.bucket,
+            prefix=cfg.prefix,
+            config_digest=cfg.digest(),
+            shards=[],
+            counts=BuildCounts(),
+            inputs=inputs,
+        )
+    )
+    store.put_bytes(latest_manifest_key(cfg.prefix), manifest.to_json())
+    return manifest
+
+
+def test_first_tick_requests_nothing_when_the_latest_manifest_read_exactly_these_files(
+    project: Project, seaweed: S3Settings
+) -> None:
+    project.write("a.jsonl", "a\n")
+    project.write("b.jsonl", "bb\n")
+    manifest = publish_manifest_of(project, seaweed, "a.jsonl", "b.jsonl")
+
+    first = project.tick(None)
+    project.write("c.jsonl", "ccc\n")
+    second = project.tick(first.cursor)
+
+    assert first.run_requests == []
+    assert f"unchanged since build {manifest.build_id}" in str(first.skip_reason.skip_message)  # type: ignore[union-attr]
+    assert len(known(first)) == 2
+    assert len(second.run_requests) == 1
+    assert second.run_requests[0].tags["dataset_assets/changes"] == "added c.jsonl"
+
+
+def test_first_tick_builds_when_the_latest_manifest_read_other_files(
+    project: Project, seaweed: S3Settings
+) -> None:
+    project.write("a.jsonl", "a\n")
+    project.write("b.jsonl", "bb\n")
+    publish_manifest_of(project, seaweed, "a.jsonl")
+
+    first = project.tick(None)
+
+    assert len(first.run_requests) == 1
+
+
+def test_first_tick_builds_when_a_file_the_latest_manifest_read_is_gone(
+    tmp_path: Path, seaweed: S3Settings
+) -> None:
+    project = Project(tmp_path, seaweed, on_removal="rebuild")
+    project.write("a.jsonl", "a\n")
+    gone = project.write("b.jsonl", "bb\n")
+    publish_manifest_of(project, seaweed, "a.jsonl", "b.jsonl")
+    gone.unlink()
+
+    first = project.tick(None)
+
+    assert len(first.run_requests) == 1

@@ -16,6 +16,8 @@ from dataset_assets.storage import S3ObjectStore
 OLD = time.time() - 3600
 PREFIX = "datasets/local/ai/training_ready"
 
+LIVE = b'{"messages": [{"role": "user", "content": "live"}]}\n'
+FAMILY = "live_chats"
 # relative path → content; every one of these must be migrated
 MIGRATED = {
     "generated/a.jsonl": b'{"messages": [{"role": "user", "content": "a"}]}\n',
@@ -30,6 +32,7 @@ KEPT = {
     "data/staging/shard.jsonl": b"{}\n",
     "data/generated/next.jsonl.tmp": b"{}\n",
     "pkgdata/small.bin": b"tiny",
+    "data/current/live.jsonl": LIVE,  # read by the family: in use, never migrated by default
 }
 
 
@@ -94,7 +97,7 @@ class MigrationProject:
 def write_config(root: Path, bucket: str, **migration: object) -> None:
     config = {
         "bucket": bucket,
-        "families": [{"name": "generated", "paths": ["data/generated/*.jsonl"]}],
+        "families": [{"name": FAMILY, "paths": ["data/current/*.jsonl"]}],
         "part_size": 5 * 1024 * 1024,
         "staging_dir": "data/staging",
         "manifest_path": "data/manifest.jsonl",
