@@ -15,6 +15,7 @@ from dataset_assets.core.layout import (
     build_sidecar_prefix,
     export_key,
     latest_manifest_key,
+    lease_key,
     manifests_prefix,
 )
 from dataset_assets.core.manifest import FileEntry, Manifest
@@ -104,15 +105,22 @@ class Protection:
     manifests: list[_ManifestObject]
 
 
+@dataclass(frozen=True)
+class Retention:
+    """What gc keeps: the ``keep`` newest manifests, builds inside ``grace``, young objects."""
+
+    keep: int
+    grace: timedelta
+    min_age: timedelta
+
+
 @dataclass
 class GcPlan:
     """What ``collect_garbage`` would delete: manifests outside retention and grace, the data
     objects and journals only they named, and incomplete multipart uploads older than grace."""
 
     prefix: str
-    keep: int
-    grace: timedelta
-    min_age: timedelta
+    retention: Retention
     now: datetime | None
     kept_builds: list[str]
     dropped_builds: list[str]
@@ -180,12 +188,7 @@ def _list_manifests(store: S3ObjectStore, prefix: str) -> list[_ManifestObject]:
 
 
 def _protect(
-    store: S3ObjectStore,
-    prefix: str,
-    keep: int,
-    grace: timedelta,
-    now: datetime,
-    cache: _ManifestCache,
+    store: S3ObjectStore, prefix: str, rules: Retention, now: datetime, cache: _ManifestCache
 ) -> Protection:
     """Read the pointer and the manifests now and compute what must not be deleted."""
     try:
@@ -196,19 +199,36 @@ def _protect(
         ) from exc
     latest_id = _pointer_build_id(pointer, store.uri(latest_manifest_key(prefix)))
     manifests = _list_manifests(store, prefix)
-    committed = {m.build_id: m.committed for m in manifests}
-    committed[latest_id] = max(committed.get(latest_id, _time(pointer_info)), _time(pointer_info))
-    order = sorted(committed, key=lambda b: committed[b], reverse=True)
-    cutoff = now - grace
-    kept = {latest_id, *order[:keep]}
-    for newer, older in zip(order, order[1:], strict=False):
-        if committed[newer] > cutoff:  # older stopped being the latest less than grace ago
-            kept |= {newer, older}
+    newest = sorted(manifests, key=lambda m: m.committed, reverse=True)[: rules.keep]
+    kept = {latest_id, *(m.build_id for m in newest)} | _inside_grace(
+        manifests, latest_id, _time(pointer_info), rules, now
+    )
     keys = named_keys(pointer, store.bucket, prefix)
     for build_id in kept:
         keys |= cache.keys(build_id)
-    kept_order = [b for b in order if b in kept]
+    order = [m.build_id for m in sorted(manifests, key=lambda m: m.committed, reverse=True)]
+    kept_order = [b for b in order if b in kept] + ([] if latest_id in order else [latest_id])
     return Protection(latest_id, kept_order, keys, manifests)
+
+
+def _inside_grace(
+    manifests: list[_ManifestObject],
+    latest_id: str,
+    pointer_time: datetime,
+    rules: Retention,
+    now: datetime,
+) -> set[str]:
+    """Builds written less than ``grace`` (or ``min_age``) ago, and builds replaced by a newer
+    one less than ``grace`` ago (the latest counts from when the pointer named it)."""
+    committed = {m.build_id: m.committed for m in manifests}
+    committed[latest_id] = max(committed.get(latest_id, pointer_time), pointer_time)
+    order = sorted(committed, key=lambda b: committed[b], reverse=True)
+    young = now - max(rules.grace, rules.min_age)
+    kept = {b for b in order if committed[b] > young}
+    for newer, older in zip(order, order[1:], strict=False):
+        if committed[newer] > now - rules.grace:  # older was the latest less than grace ago
+            kept |= {newer, older}
+    return kept
 
 
 def _pointer_build_id(data: bytes, source: str) -> str:
@@ -219,6 +239,11 @@ def _pointer_build_id(data: bytes, source: str) -> str:
     if not isinstance(build_id, str) or not build_id:
         raise ManifestError(f"{source} names no build_id; refusing to collect")
     return build_id
+
+
+def _fixed_keys(prefix: str) -> frozenset[str]:
+    """Keys replaced in place, never collected: the pointer, the fixed export, the lease."""
+    return frozenset({latest_manifest_key(prefix), export_key(prefix), lease_key(prefix)})
 
 
 def _candidate_folders(prefix: str, cache: _ManifestCache, build_ids: list[str]) -> list[str]:
@@ -262,18 +287,20 @@ def plan_gc(
         raise ValueError(f"keep must be >= 1 (the latest build is never collected), got {keep}")
     at = now or datetime.now(UTC)
     cache = _ManifestCache(store, prefix)
-    protection = _protect(store, prefix, keep, grace, at, cache)
+    rules = Retention(keep, grace, min_age)
+    protection = _protect(store, prefix, rules, at, cache)
     manifests = protection.manifests
     ids = [m.build_id for m in sorted(manifests, key=lambda m: m.committed, reverse=True)]
     dropped = [i for i in ids if i not in protection.kept_builds]
-    plan = GcPlan(prefix, keep, grace, min_age, now, protection.kept_builds, dropped)
+    plan = GcPlan(prefix, rules, now, protection.kept_builds, dropped)
     young = at - min_age
     for m in manifests:
         if m.build_id in dropped and m.committed <= young:
             plan.delete_keys.append(m.key)
     for folder in _candidate_folders(prefix, cache, ids):
         for obj in store.list(f"{prefix}/{folder}/"):
-            if obj.key not in protection.keys and _time(obj) <= young:
+            owned = obj.key not in _fixed_keys(prefix)
+            if owned and obj.key not in protection.keys and _time(obj) <= young:
                 plan.delete_keys.append(obj.key)
                 plan.delete_bytes += obj.size
     _plan_journals(store, prefix, plan, set(ids) - set(dropped), young)
@@ -314,7 +341,7 @@ def collect_garbage(store: S3ObjectStore, plan: GcPlan, *, batch_size: int = 500
     cache = _ManifestCache(store, plan.prefix)
     for start in range(0, len(order), batch_size):
         now = plan.now or datetime.now(UTC)
-        protection = _protect(store, plan.prefix, plan.keep, plan.grace, now, cache)
+        protection = _protect(store, plan.prefix, plan.retention, now, cache)
         for key in order[start : start + batch_size]:
             if _is_protected(key, plan.prefix, protection):
                 result.skipped.append(key)

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dataset_assets.cli import app
+from dataset_assets.core.errors import ManifestError
 from dataset_assets.core.layout import (
     build_manifest_key,
     build_sidecar_key,
@@ -63,6 +64,14 @@ def gc_cli(config: Path, *args: str) -> str:
     result = CliRunner().invoke(app, ["gc", "--config", str(config), *args])
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def _put_manifest_with_cache(store: S3ObjectStore, manifest: Manifest, cache: list[str]) -> None:
+    body = orjson.loads(manifest.to_json())
+    body["cache_keys"] = cache
+    data = orjson.dumps(body)
+    store.put_bytes(build_manifest_key(PREFIX, manifest.build_id), data)
+    store.put_bytes(latest_manifest_key(PREFIX), data)
 
 
 def test_gc_during_a_build_never_deletes_what_its_manifest_names(
@@ -124,7 +133,11 @@ def test_a_pinned_build_is_safe_for_the_grace_period_after_a_newer_commit(
 
 
 def test_objects_gc_does_not_own_are_never_touched(store: S3ObjectStore, tmp_path: Path) -> None:
-    commit(store, [L1], tmp_path)
+    old_export = f"{PREFIX}/compiled/final_training_dataset-0123456789ab.jsonl"
+    store.put_bytes(old_export, b"{}")
+    a = publish_shards(store, PREFIX, [L1])
+    _put_manifest_with_cache(store, a, [old_export])  # "compiled/" is now a data folder
+    time.sleep(1.1)
     foreign = [
         export_key(PREFIX),
         lease_key(PREFIX),
@@ -135,8 +148,38 @@ def test_objects_gc_does_not_own_are_never_touched(store: S3ObjectStore, tmp_pat
         store.put_bytes(key, b"{}")
     commit(store, [L2], tmp_path)
     plan = plan_gc(store, PREFIX, 1, grace=ZERO, min_age=ZERO)
+    assert a.build_id in plan.dropped_builds
     collect_garbage(store, plan)
+    assert not store.exists(old_export)
     assert all(store.exists(k) for k in foreign)
+
+
+def test_a_manifest_too_young_to_delete_keeps_its_data(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    a = commit(store, [L1, L2], tmp_path)
+    commit(store, [L3], tmp_path)
+    # outside the grace period, but younger than min_age: neither A nor its data may go
+    plan = plan_gc(store, PREFIX, 1, grace=ZERO, min_age=timedelta(hours=1))
+    assert plan.delete_keys == []
+    assert a.build_id in plan.kept_builds
+
+
+def test_gc_without_grace_during_a_build_makes_its_commit_refuse_not_publish(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    commit(store, [L1, L2], tmp_path)
+    b = commit(store, [L1, L3], tmp_path)
+    c_start = read_pointer(store, PREFIX)
+    c = publish_shards(store, PREFIX, [L1, L2])
+    collect_garbage(store, plan_gc(store, PREFIX, 1, grace=ZERO, min_age=ZERO))
+
+    with pytest.raises(ManifestError, match="not committed.*missing") as err:
+        commit_manifest(store, c, tmp_path / "c.json", c_start)
+
+    assert c.shards[1].uri in str(err.value)
+    assert read_pointer(store, PREFIX).build_id == b.build_id
+    assert verify_build(store, b) == []
 
 
 def test_journals_of_deleted_manifests_are_deleted(store: S3ObjectStore, tmp_path: Path) -> None:
@@ -149,14 +192,6 @@ def test_journals_of_deleted_manifests_are_deleted(store: S3ObjectStore, tmp_pat
     collect_garbage(store, plan)
     assert not store.exists(build_sidecar_key(PREFIX, a.build_id, "journal-r.jsonl"))
     assert store.exists(build_sidecar_key(PREFIX, b.build_id, "journal-r.jsonl"))
-
-
-def _put_manifest_with_cache(store: S3ObjectStore, manifest: Manifest, cache: list[str]) -> None:
-    body = orjson.loads(manifest.to_json())
-    body["cache_keys"] = cache
-    data = orjson.dumps(body)
-    store.put_bytes(build_manifest_key(PREFIX, manifest.build_id), data)
-    store.put_bytes(latest_manifest_key(PREFIX), data)
 
 
 def test_cache_keys_are_collected_only_when_no_kept_or_young_manifest_lists_them(
