@@ -25,6 +25,7 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")  # before rensa is imported
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
+import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
@@ -126,7 +127,7 @@ def datasketch_bulk(texts: Sequence[str]) -> np.ndarray:
 
 
 def chosen(texts: Sequence[str]) -> np.ndarray:
-    """core.minhash.Signer: numpy shingle hashes + one-permutation MinHash, densified."""
+    """core.minhash.Signer: numpy shingle hashes + bucketed MinHash (fast similarity sketching)."""
     return _SIGNER.signatures(texts)
 
 
@@ -159,6 +160,24 @@ def chat_texts(target_mb: float, seed: int = 3) -> list[str]:
     return texts
 
 
+_NON_ASCII = ["café", "naïve", "“quoted”", "it’s", "🙂", "日本語", "Привет", "—", "Straße", "ñandú"]
+
+
+def with_non_ascii(texts: list[str], share: float, seed: int = 5) -> list[str]:
+    """``share`` of the texts get ~2 % of their words replaced by non-ASCII words (curly
+    quotes, accents, emoji, CJK, Cyrillic), as in real chat exports."""
+    rng = random.Random(seed)
+    out = []
+    for t in texts:
+        if rng.random() < share:
+            words = t.split(" ")
+            for _ in range(max(1, len(words) // 50)):
+                words[rng.randrange(len(words))] = rng.choice(_NON_ASCII)
+            t = " ".join(words)
+        out.append(t)
+    return out
+
+
 def timed(fn: Callable[[Sequence[str]], Any], texts: Sequence[str]) -> tuple[float, float]:
     best_cpu = best_wall = float("inf")
     for _ in range(2):
@@ -187,7 +206,7 @@ def speed(args: argparse.Namespace) -> None:
         ("numpy shingle hashes + 128 (a*x+b) perms, min", numpy_kperm, True),
         ("numpy shingle hashes + rensa flat_token_hashes", rensa_flat_hashes, False),
         ("numpy shingle hashes only (Signer.shingle_hashes)", _SIGNER.shingle_hashes, False),
-        ("CHOSEN numpy shingles + OPH densified (Signer)", chosen, False),
+        ("CHOSEN numpy shingles + bucketed MinHash (Signer)", chosen, False),
         ("CHOSEN + band_keys", chosen_with_bands, False),
     ]
     try:
@@ -209,6 +228,16 @@ def speed(args: argparse.Namespace) -> None:
     for name, fn, slow in candidates:
         sample = slow_texts if slow else texts
         mb = mb_slow if slow else mb_all
+        cpu, wall = timed(fn, sample)
+        print(f"{name:58} {mb / cpu:9.1f} {mb / wall:9.1f} {len(sample) / cpu:8.0f}", flush=True)
+    share = args.non_ascii
+    mixed_slow = with_non_ascii(slow_texts, share)
+    mixed = with_non_ascii(texts, share)
+    for name, fn, sample in [
+        (f"previous, {share:.0%} of texts non-ASCII", rensa_per_doc, mixed_slow),
+        (f"CHOSEN Signer, {share:.0%} of texts non-ASCII", chosen, mixed),
+    ]:
+        mb = sum(len(t.encode()) for t in sample) / 1e6
         cpu, wall = timed(fn, sample)
         print(f"{name:58} {mb / cpu:9.1f} {mb / wall:9.1f} {len(sample) / cpu:8.0f}", flush=True)
 
@@ -258,7 +287,7 @@ def quality(args: argparse.Namespace) -> None:
         "word edits, seed 11), online dedup, exact key first"
     )
     sketches = {
-        "CHOSEN Signer (OPH densified)": chosen(texts),
+        "CHOSEN Signer (bucketed MinHash)": chosen(texts),
         "rensa R-MinHash (same shingle hashes)": rensa_flat_hashes(texts),
     }
     settings = [(32, 0.7), (16, 0.8), (16, 0.7), (32, 0.6)]
@@ -300,6 +329,7 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=50)
     parser.add_argument("--slow-mb", type=float, default=4)
     parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--non-ascii", type=float, default=0.3, help="share of non-ASCII texts")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
