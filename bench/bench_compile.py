@@ -13,6 +13,7 @@ several files, ~4 % exact + ~4 % near duplicates) and measures, per size, side b
   shards, a bucket per case; ``dedup.near: false`` for near-off). Timed from process start to
   exit; then the manifest is read back from S3 and every file it names is HEAD-checked (size),
   or the case fails;
+* ``startup``: near-on over a 1 MB corpus, the fixed cost of one build (for the cost model);
 * ``incremental``: after near-on, one new source file of ~1 % of the data whose name sorts
   first is added and the same build runs again: time vs the full build, and how many of the new
   manifest's shard keys were not in the previous manifest.
@@ -56,7 +57,7 @@ from dataset_assets.storage import SeaweedServer  # noqa: E402
 from dataset_assets.storage.local_server import PORTS_PER_SERVER  # noqa: E402
 
 MiB = 1024 * 1024
-CASES = ("naive", "floor", "near-off", "near-on", "incremental")
+CASES = ("naive", "floor", "near-off", "near-on", "incremental", "startup")
 BIN = Path(sys.executable).parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
 ADDED_NAME = "chatml-000-added.jsonl"  # sorts before every generated file
@@ -304,6 +305,31 @@ BUILD_CMD = [
 ]
 
 
+def step_times(dagster_home: Path) -> dict[str, Any]:
+    """Per-step wall seconds of the latest run in ``dagster_home`` (Dagster's own step stats),
+    and the time outside any step (process start, planning, step process launches)."""
+    from dagster import DagsterInstance
+
+    try:
+        with DagsterInstance.from_config(str(dagster_home)) as instance:
+            runs = instance.get_runs(limit=1)
+            if not runs:
+                return {}
+            stats = instance.get_run_step_stats(runs[0].run_id)
+            run_stats = instance.get_run_stats(runs[0].run_id)
+    except Exception as exc:  # measurement extra: never fail the benchmark on it
+        return {"error": repr(exc)[:200]}
+    steps = {
+        st.step_key: round(st.end_time - st.start_time, 2)
+        for st in stats
+        if st.start_time is not None and st.end_time is not None
+    }
+    out: dict[str, Any] = {"steps": steps}
+    if run_stats.start_time and run_stats.end_time:
+        out["run_s"] = round(run_stats.end_time - run_stats.start_time, 2)
+    return out
+
+
 def row(case: str, input_bytes: int, m: Measured, **extra: Any) -> dict[str, Any]:
     return {
         "case": case,
@@ -416,6 +442,7 @@ def run_size(
                 (corpus / ADDED_NAME).unlink(missing_ok=True)
             continue
         manifest = verified_manifest(s3, bucket, "final_dataset")
+        timing = step_times(case_dir / "dagster-home")
         counts = manifest.get("counts", {})
         shards = [s["key"] for s in manifest.get("shards", [])]
         extra: dict[str, Any] = {
@@ -424,6 +451,7 @@ def run_size(
             "input_records": counts.get("input_records"),
             "exact_duplicates": counts.get("exact_duplicates"),
             "near_duplicates": counts.get("near_duplicates"),
+            **timing,
         }
         if previous is not None and full is not None:
             old = {s["key"] for s in previous.get("shards", [])}
@@ -453,6 +481,11 @@ def _report(mb: float, r: dict[str, Any]) -> None:
         more = (
             f", {r['time_vs_full']:.2f}x the full build, {r['new_shards']}/{r['shards']} shards new"
         )
+    if r.get("steps"):
+        top = sorted(r["steps"].items(), key=lambda kv: -kv[1])[:6]
+        more += "\n      steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in top)
+        if "run_s" in r:
+            more += f"; run {r['run_s']:.1f} s of {r['wall_s']:.1f} s process wall"
     print(
         f"  {mb:g} MB {r['case']:>11}: {r['wall_s']:7.1f} s {r['mb_per_s']:6.1f} MB/s "
         f"peak {r['peak_rss_mib']:5.0f} MiB cpu/wall {r['cpu_per_wall']:.2f} "
@@ -538,6 +571,14 @@ def main() -> None:
     }
     tables = []
     try:
+        if "startup" in args.only:
+            # the fixed cost of one build: near-on over a 1 MB corpus
+            print("== startup (a 1 MB build)", flush=True)
+            rows = run_size(1.0, work, ["near-on"], settings, args.keep, args.repo.resolve())
+            for r in rows:
+                r["case"] = "startup"
+            results["startup"] = rows
+            tables.append(markdown(1.0, rows))
         for mb in args.sizes_mb:
             print(f"== {mb:g} MB", flush=True)
             rows = run_size(mb, work, args.only, settings, args.keep, args.repo.resolve())

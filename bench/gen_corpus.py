@@ -11,15 +11,17 @@ the shape of public chat exports: long multi-turn conversations (2-16 turns, hun
 thousands of words, answers longer than questions, code blocks and lists now and then), files
 alternating ChatML ``messages`` (with an optional system prompt) and ShareGPT ``conversations``
 (``from: human/gpt``, an ``id``), ~4 % exact and ~4 % near duplicates (a few word edits in one
-or two turns), drawn across files. It is fast enough for gigabytes (~50-80 MB/s): turns are
-assembled from a pool of pre-generated paragraphs plus a few fresh words per paragraph, so two
-distinct conversations share no long passage.
+or two turns), copied across files. It is fast enough for gigabytes (files in parallel, ~30 MB/s
+per core): turns are assembled from a pool of pre-generated paragraphs plus a few fresh words
+per paragraph, so two distinct conversations share no long passage.
 
     python bench/gen_corpus.py OUT.jsonl --bytes 1e9
     python bench/gen_corpus.py OUT_DIR --chat --bytes 4e9
 """
 
 import argparse
+import multiprocessing
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,9 +202,16 @@ class ChatCorpus:
                 out.append({"role": "assistant", "content": self._turn(rng.randint(1, 8))})
         return out
 
-    def near_copy(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    def original(self, seed: int, file_index: int, j: int) -> list[dict[str, str]]:
+        """Original conversation ``j`` of file ``file_index``: a function of its seed only."""
+        self.rng.seed(f"{seed}/{file_index}/{j}")
+        return self.messages()
+
+    def near_copy(
+        self, messages: list[dict[str, str]], rng: random.Random | None = None
+    ) -> list[dict[str, str]]:
         """A few word edits (~3 % of the words) in one or two turns."""
-        rng = self.rng
+        rng = rng or self.rng
         out = [dict(m) for m in messages]
         candidates = [i for i, m in enumerate(out) if m["role"] != "system"]
         for i in rng.sample(candidates, min(len(candidates), rng.choice([1, 2]))):
@@ -241,6 +250,53 @@ def chat_file_names(target_bytes: int, files: int | None = None) -> list[str]:
     return [f"{'chatml' if i % 2 == 0 else 'sharegpt'}-{i:03d}.jsonl" for i in range(n)]
 
 
+def _write_chat_file(task: tuple[Path, str, int, float, int, float, float, int]) -> dict[str, int]:
+    """One file of a chat corpus (see ``write_chat_corpus``); runs in a worker process."""
+    path, name, fi, target, seed, exact_rate, near_rate, per_file_originals = task
+    gen = _shared_corpus()
+    rng = random.Random(f"{seed}/file/{fi}")
+    shape = "sharegpt" if "sharegpt" in name else "chatml"
+    counts = {"records": 0, "exact": 0, "near": 0, "bytes": 0}
+    dumps = orjson.dumps
+    originals = 0
+    with path.open("wb", buffering=1 << 22) as fh:
+        buf: list[bytes] = []
+        while counts["bytes"] < target:
+            x = rng.random()
+            if x < exact_rate + near_rate and (fi > 0 or originals > 0):
+                # a copy of an original of this file or of any earlier one
+                g = rng.randrange(fi + 1) if originals else rng.randrange(fi)
+                j = rng.randrange(originals if g == fi else per_file_originals)
+                messages = gen.original(seed, g, j)
+                if x < exact_rate:
+                    counts["exact"] += 1
+                else:
+                    messages = gen.near_copy(messages, rng)
+                    counts["near"] += 1
+            else:
+                messages = gen.original(seed, fi, originals)
+                originals += 1
+            line = dumps(_as_shape(messages, shape, f"{seed}-{fi}-{counts['records']}")) + b"\n"
+            buf.append(line)
+            counts["bytes"] += len(line)
+            counts["records"] += 1
+            if len(buf) >= 256:
+                fh.write(b"".join(buf))
+                buf.clear()
+        fh.write(b"".join(buf))
+    return counts
+
+
+_SHARED: list[ChatCorpus] = []
+
+
+def _shared_corpus() -> ChatCorpus:
+    """The paragraph pool, built once per process (inherited by forked workers)."""
+    if not _SHARED:
+        _SHARED.append(ChatCorpus())
+    return _SHARED[0]
+
+
 def write_chat_corpus(
     folder: Path,
     target_bytes: int,
@@ -250,49 +306,31 @@ def write_chat_corpus(
     exact_rate: float = 0.04,
     near_rate: float = 0.04,
     names: list[str] | None = None,
+    processes: int | None = None,
 ) -> dict[str, int]:
     """Write about ``target_bytes`` of realistic chats into ``folder``; returns counts
     (``records``, ``exact``, ``near``, ``bytes``). File shape follows its name (``sharegpt`` in
-    the name: ShareGPT, else ChatML); duplicates are copied from a window of recent originals,
-    across files."""
+    the name: ShareGPT, else ChatML). Original ``j`` of file ``f`` is generated from the seed
+    ``(seed, f, j)`` alone, so files are written in parallel (one process per core) and a copy
+    can come from any earlier file: exact copies repeat an original, near copies edit ~3 % of
+    its words in one or two turns."""
     folder.mkdir(parents=True, exist_ok=True)
     names = names or chat_file_names(target_bytes, files)
-    gen = ChatCorpus(seed)
-    rng = gen.rng
-    window: list[list[dict[str, str]]] = []
-    counts = {"records": 0, "exact": 0, "near": 0, "bytes": 0}
     per_file = target_bytes / len(names)
-    dumps = orjson.dumps
-    for fi, name in enumerate(names):
-        shape = "sharegpt" if "sharegpt" in name else "chatml"
-        written = 0
-        with (folder / name).open("wb", buffering=1 << 22) as fh:
-            buf: list[bytes] = []
-            while written < per_file:
-                x = rng.random()
-                if window and x < exact_rate:
-                    messages = rng.choice(window)
-                    counts["exact"] += 1
-                elif window and x < exact_rate + near_rate:
-                    messages = gen.near_copy(rng.choice(window))
-                    counts["near"] += 1
-                else:
-                    messages = gen.messages()
-                    if len(window) < 5000:
-                        window.append(messages)
-                    else:
-                        window[rng.randrange(5000)] = messages
-                rid = f"{seed}-{fi}-{counts['records']}"
-                line = dumps(_as_shape(messages, shape, rid)) + b"\n"
-                buf.append(line)
-                written += len(line)
-                counts["records"] += 1
-                if len(buf) >= 256:
-                    fh.write(b"".join(buf))
-                    buf.clear()
-            fh.write(b"".join(buf))
-        counts["bytes"] += written
-    return counts
+    # copies of earlier files pick among their first originals only (a safe lower bound)
+    per_file_originals = max(1, int(per_file / 20_000))
+    tasks = [
+        (folder / name, name, fi, per_file, seed, exact_rate, near_rate, per_file_originals)
+        for fi, name in enumerate(names)
+    ]
+    _shared_corpus()  # build the pool before forking
+    workers = min(processes or os.cpu_count() or 1, len(tasks))
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            results = pool.map(_write_chat_file, tasks, chunksize=1)
+    else:
+        results = [_write_chat_file(t) for t in tasks]
+    return {k: sum(r[k] for r in results) for k in ("records", "exact", "near", "bytes")}
 
 
 if __name__ == "__main__":
