@@ -13,6 +13,10 @@ from dataset_assets.core.config import load_config
 from dataset_assets.core.layout import build_manifest_key, latest_manifest_key
 from dataset_assets.core.manifest import Manifest
 from dataset_assets.environments import s3_settings
+from dataset_assets.pipeline.commit import (
+    ConditionalWritesUnsupportedError,
+    probe_conditional_writes,
+)
 from dataset_assets.pipeline.lease import BuildInProgressError, BuildLease
 from dataset_assets.pipeline.maintenance import (
     GcPlan,
@@ -78,12 +82,13 @@ def gc(
         console.print("dry run: nothing deleted (add --apply)")
         return
     try:
+        probe_conditional_writes(store, prefix)  # the lease below depends on them
         with BuildLease(store, prefix, f"gc-{uuid.uuid4().hex[:12]}", ttl_s=120):
             plan = plan_gc(store, prefix, keep, grace=grace, min_age=min_age)
             _print_plan(plan)
             result = collect_garbage(store, plan)
-    except BuildInProgressError as exc:
-        console.print(f"[red]{exc}[/red]\nnothing deleted: run gc again when the build is done")
+    except (BuildInProgressError, ConditionalWritesUnsupportedError) as exc:
+        console.print(f"[red]{exc}[/red]\nnothing deleted")
         raise typer.Exit(1) from exc
     console.print(
         f"deleted {len(result.deleted)} object(s), aborted {len(result.aborted)} upload(s)"

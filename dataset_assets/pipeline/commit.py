@@ -54,6 +54,15 @@ class PointerState:
     def describe(self) -> str:
         return "absent" if self.etag is None else f"build {self.build_id} (ETag {self.etag})"
 
+    def to_json(self) -> str:
+        """A string to carry the state from a build's first step to its commit step."""
+        return orjson.dumps({"etag": self.etag, "build_id": self.build_id}).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> "PointerState":
+        body = orjson.loads(text)
+        return cls(etag=body["etag"], build_id=body["build_id"])
+
 
 class ConditionalWritesUnsupportedError(StorageError):
     """The server accepted a write its condition should have refused: ordering cannot hold."""

@@ -88,7 +88,14 @@ class BuildLease:
         ttl_s: lease lifetime without a refresh; a killed holder blocks others at most this long.
         heartbeat: refresh from a daemon thread every ``ttl_s / 3`` (False: the caller calls
             :meth:`refresh`).
+        hold_after_exit: leaving the ``with`` block *without* an exception stops the heartbeat
+            but keeps the lease until its expiry, so the next step of the same build (same
+            ``owner``, possibly another process) takes it back before anyone else can start; the
+            last step leaves with the default (release). An exception always releases.
         clock: wall clock in Unix seconds.
+
+    A live lease held by the same ``owner`` is taken back (re-entry by a later step of the same
+    build, or a rerun of it under the same owner id).
 
     Raises:
         BuildInProgressError: on entry, when a live lease is held by someone else.
@@ -102,6 +109,7 @@ class BuildLease:
         ttl_s: float = 300.0,
         *,
         heartbeat: bool = True,
+        hold_after_exit: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if ttl_s <= 0:
@@ -112,6 +120,7 @@ class BuildLease:
         self.ttl_s = ttl_s
         self.clock = clock
         self._heartbeat = heartbeat
+        self._hold_after_exit = hold_after_exit
         self._token = uuid.uuid4().hex
         self._etag: str | None = None
         self._lost = False
@@ -165,7 +174,8 @@ class BuildLease:
         except ObjectNotFoundError:
             return False  # deleted meanwhile: create again
         holder = LeaseRecord.from_json(current)
-        if holder is not None and holder.live(self.clock()):
+        mine = holder is not None and holder.owner == self.owner
+        if holder is not None and holder.live(self.clock()) and not mine:
             raise BuildInProgressError(
                 f"another build is in progress: {self.store.uri(self.key)} is held by "
                 f"{holder.describe()}"
@@ -174,7 +184,7 @@ class BuildLease:
             self._etag = self.store.put_bytes(self.key, data, if_match=info.etag).etag
         except PreconditionFailedError:
             return False  # someone else took it over first: look again
-        if holder is not None and holder.expires_at > 0:
+        if holder is not None and holder.expires_at > 0 and not mine:
             log.warning("took over the expired build lease of %s", holder.describe())
         return True
 
@@ -208,6 +218,14 @@ class BuildLease:
             if self._lost:
                 return
 
+    def detach(self) -> None:
+        """Stop refreshing without releasing: the lease stays until its expiry."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._etag = None
+
     # -- release --------------------------------------------------------------------------------
 
     def release(self) -> None:
@@ -240,4 +258,7 @@ class BuildLease:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release()
+        if self._hold_after_exit and exc_type is None:
+            self.detach()
+        else:
+            self.release()

@@ -174,3 +174,13 @@ def test_probe_refuses_a_server_that_ignores_conditions(store: S3ObjectStore) ->
     assert str(store.settings.endpoint_url) in message
     assert "If-None-Match" in message and "If-Match with a wrong ETag" in message
     assert [o.key for o in store.list(PREFIX + "/")] == []
+
+
+def test_pointer_state_survives_the_trip_between_build_steps(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    assert PointerState.from_json(read_pointer(store, PREFIX).to_json()).absent
+    manifest = publish_shards(store, PREFIX, [b'{"a": 1}\n'])
+    commit_manifest(store, manifest, tmp_path / "m.json", read_pointer(store, PREFIX))
+    state = read_pointer(store, PREFIX)
+    assert PointerState.from_json(state.to_json()) == state

@@ -144,3 +144,26 @@ def test_concurrent_acquirers_exactly_one_wins(store: S3ObjectStore, expired_fir
     assert won.count(True) == 1
     winner = leases[won.index(True)]
     assert holder(store).owner == winner.owner
+
+
+def test_steps_of_one_build_hand_the_lease_on_and_no_other_build_gets_in_between(
+    store: S3ObjectStore,
+) -> None:
+    with BuildLease(store, PREFIX, "run-A", ttl_s=30, hold_after_exit=True):
+        pass  # first step done: the lease stays for the next step
+    assert holder(store).owner == "run-A" and holder(store).live(time.time())
+    with pytest.raises(BuildInProgressError, match="run-A"):
+        BuildLease(store, PREFIX, "run-B", ttl_s=30).acquire()
+    with BuildLease(store, PREFIX, "run-A", ttl_s=30) as last_step:  # same owner: taken back
+        assert last_step.held
+    with BuildLease(store, PREFIX, "run-B", ttl_s=30) as other:
+        assert other.held
+
+
+def test_a_failing_step_releases_the_lease(store: S3ObjectStore) -> None:
+    with (
+        pytest.raises(RuntimeError),
+        BuildLease(store, PREFIX, "run-A", ttl_s=30, hold_after_exit=True),
+    ):
+        raise RuntimeError("step failed")
+    assert not holder(store).live(time.time())
