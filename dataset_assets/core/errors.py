@@ -20,6 +20,20 @@ Lower-level errors (botocore, OSError) are translated once, at the layer boundar
 class DatasetError(Exception):
     """Base of every error raised on purpose by dataset_assets."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Picklable whatever a subclass's __init__ takes: errors cross process boundaries
+        # (worker pools, Dagster step processes) with their message and attributes intact.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(
+    cls: type[DatasetError], args: tuple[object, ...], state: dict[str, object]
+) -> DatasetError:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
 
 class ConfigError(DatasetError):
     """The dataset configuration is invalid; the message names the field and what is allowed."""

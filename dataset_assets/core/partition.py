@@ -32,7 +32,7 @@ import zstandard
 
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.dedup import content_hash
-from dataset_assets.core.errors import InvalidRecordError
+from dataset_assets.core.errors import IntegrityError, InvalidRecordError
 from dataset_assets.core.minhash import Signer
 from dataset_assets.core.normalize import normalize_messages
 from dataset_assets.core.quarantine import QuarantineWriter, raw_prefix
@@ -215,13 +215,23 @@ def _conversations(
 
 
 def read_records(path: Path) -> Iterator[bytes]:
-    """The record lines of a partition's ``records.jsonl.zst``, in order."""
+    """The record lines of a partition's ``records.jsonl.zst``, in order.
+
+    Raises:
+        IntegrityError: the file is not a complete zstd stream (cut or damaged).
+    """
     with path.open("rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
         pending = b""
-        while chunk := reader.read(1 << 20):
+        while True:
+            try:
+                chunk = reader.read(1 << 20)
+            except zstandard.ZstdError as exc:
+                raise IntegrityError(f"records {path}", "a complete zstd stream", str(exc)) from exc
+            if not chunk:
+                break
             lines = (pending + chunk).split(b"\n")
             pending = lines.pop()
             for line in lines:
                 yield line + b"\n"
         if pending:
-            yield pending
+            raise IntegrityError(f"records {path}", "whole lines", f"a cut line of {len(pending)} B")

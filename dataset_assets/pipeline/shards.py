@@ -13,13 +13,16 @@ holds at most ``workers × (max_publishes_in_flight + 1)`` shards.
 
 import hashlib
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import orjson
 from pydantic import TypeAdapter
 
 from dataset_assets.core.config import DatasetConfig
-from dataset_assets.core.errors import ObjectNotFoundError
+from dataset_assets.core.errors import IntegrityError, ObjectNotFoundError
 from dataset_assets.core.layout import SPLITS, cache_shards_key, shard_key
 from dataset_assets.core.manifest import ShardEntry
 from dataset_assets.core.partition import RECORDS_NAME, SPLIT_CODES, read_records
@@ -35,7 +38,7 @@ from dataset_assets.pipeline.compile import (
     worker_count,
 )
 from dataset_assets.pipeline.entries import shard_entry
-from dataset_assets.storage import Journal, Publisher, S3ObjectStore
+from dataset_assets.storage import Journal, PublishedObject, Publisher, S3ObjectStore
 
 _ENTRIES = TypeAdapter(list[ShardEntry])
 
@@ -84,6 +87,53 @@ def cached_shard_sets(
     return entries, missing
 
 
+def split_lines(
+    records: Path, codes: np.ndarray, code: int, family: str
+) -> Iterator[tuple[bytes, str]]:
+    """The partition's record lines published in one split, in file order.
+
+    Raises:
+        IntegrityError: the records file holds another number of records than the decisions
+            (a cut or damaged intermediate).
+    """
+    count = 0
+    for count, line in enumerate(read_records(records), start=1):
+        if count > len(codes):
+            break
+        if codes[count - 1] == code:
+            yield line, family
+    if count != len(codes):
+        raise IntegrityError(
+            f"records of partition {records.parent.name}", f"{len(codes)} records", f"{count}"
+        )
+
+
+def _publish_split(
+    cfg: DatasetConfig,
+    pub: Publisher,
+    split: str,
+    lines: Iterator[tuple[bytes, str]],
+    staging: Path,
+) -> list[PublishedObject]:
+    """Write the split's shards and publish each as soon as it is written; writing stops at the
+    first failed publish, so an unreachable store never fills the disk (PublishError; the
+    failed shards stay local)."""
+    staged = write_shards(
+        lines,
+        split=split,
+        staging_dir=staging,
+        shard_size=cfg.shard_size,
+        part_size=cfg.part_size,
+        key_for=lambda sid: shard_key(cfg.prefix, split, sid),
+    )
+    futures = []
+    for item in staged:
+        futures.append(pub.submit(item))
+        if any(f.done() and f.exception() is not None for f in futures):
+            break
+    return pub.wait()
+
+
 def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], ShardStats]:
     """In a worker process: one partition's shards of every split (reused or written)."""
     cfg, store, part = task.cfg, task.store.open(), task.part
@@ -94,42 +144,24 @@ def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], Sh
     codes = read_decisions(store, cfg.prefix, task.result, part)
     records = local_intermediate(store, cfg.prefix, task.area, part, RECORDS_NAME)
     staging = task.area.work / "shards" / part.digest
-    written = uploaded = peak = 0
-    try:
-        k = cfg.max_publishes_in_flight
-        with Publisher(store, max_in_flight=k, verify=cfg.verify, journal=task.journal) as pub:
-            for split in missing:
-                code = SPLIT_CODES[split]
-                lines = (
-                    (line, part.family)
-                    for line, c in zip(read_records(records), codes, strict=True)
-                    if c == code
-                )
-                staged = write_shards(
-                    lines,
-                    split=split,
-                    staging_dir=staging / split,
-                    shard_size=cfg.shard_size,
-                    part_size=cfg.part_size,
-                    key_for=lambda sid, s=split: shard_key(cfg.prefix, s, sid),  # type: ignore[misc]
-                )
-                for item in staged:
-                    pub.submit(item)
-                published = pub.wait()
-                entries[split] = [shard_entry(split, p) for p in published]
-                written += len(published)
-                uploaded += sum(p.uploaded for p in published)
-                body = _ENTRIES.dump_json(entries[split])
-                store.put_bytes(
-                    cache_shards_key(cfg.prefix, shard_set_digest(cfg, part, split)), body
-                )
-            peak = pub.peak_staged_bytes
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if task.area.cache is None:
-            records.unlink(missing_ok=True)
+    written = uploaded = 0
+    k = cfg.max_publishes_in_flight
+    with Publisher(store, max_in_flight=k, verify=cfg.verify, journal=task.journal) as pub:
+        for split in missing:
+            lines = split_lines(records, codes, SPLIT_CODES[split], part.family)
+            published = _publish_split(cfg, pub, split, lines, staging / split)
+            entries[split] = [shard_entry(split, p) for p in published]
+            written += len(published)
+            uploaded += sum(p.uploaded for p in published)
+            key = cache_shards_key(cfg.prefix, shard_set_digest(cfg, part, split))
+            store.put_bytes(key, _ENTRIES.dump_json(entries[split]))
+    # Only after every shard of the partition is verified in S3: staged shards of a failed
+    # publish stay for inspection (the next build of this machine removes stale run folders).
+    shutil.rmtree(staging, ignore_errors=True)
+    if task.area.cache is None:
+        records.unlink(missing_ok=True)
     return entries, ShardStats(
-        reused=reused, written=written, uploaded=uploaded, peak_staged_bytes=peak
+        reused=reused, written=written, uploaded=uploaded, peak_staged_bytes=pub.peak_staged_bytes
     )
 
 
