@@ -5,6 +5,10 @@ Record shapes, tried in this order (the first key found decides):
 | shape        | keys                                          | roles                          |
 |--------------|-----------------------------------------------|--------------------------------|
 | ChatML       | ``messages: [{role, content}]``               | strict: role table             |
+| grouped      | ``messages: [[{text, sender, ...}, ...], ...]``| one turn per group (texts      |
+|              | (a list of same-speaker groups; every text    | joined with a newline); roles  |
+|              | key and speaker key of turn lists is allowed) | as for turn lists: first       |
+|              |                                               | speaker ``user``, alternating  |
 | ShareGPT     | ``conversations: [{from, value}]``            | strict: role table             |
 | turn list    | ``conversation``/``dialogue``/``dialog``/     | role table when every speaker  |
 |              | ``turns``/``utterances``/``chat``: turns with | is in it; else speakers are    |
@@ -30,9 +34,24 @@ Role table (case-insensitive, surrounding spaces ignored):
 |              | llama, bot, ai, model, llm, agent, coach, therapist                        |
 
 Options: ``system_prompt: strip`` removes system turns; ``default_system_prompt`` is injected
-when a conversation has none (after stripping). Quarantine reasons raised as
-:class:`InvalidRecordError`: ``unknown_shape``, ``unknown_role`` (ChatML/ShareGPT only),
-``empty_turn``, ``non_string_content``, ``empty_conversation``.
+when a conversation has none (after stripping).
+
+:func:`normalize_messages` accepts any parsed JSON value (any nesting depth, integers of any
+size, strings with lone surrogates, as Python's ``json`` module produces them) and raises
+nothing but :class:`InvalidRecordError`, whose ``reason`` is one of:
+
+| reason               | meaning                                                          |
+|----------------------|------------------------------------------------------------------|
+| ``unknown_shape``    | not an object, or no shape above matches (also: a speaker that is |
+|                      | an object or list, a group mixing two senders)                   |
+| ``unknown_role``     | a ChatML/ShareGPT role not in the role table                     |
+| ``empty_turn``       | a turn whose text is empty or only whitespace                    |
+| ``non_string_content``| a turn whose text is not a string (or list of text parts)       |
+| ``empty_conversation``| no turn list, or only system turns                              |
+| ``invalid_text``     | text that is not valid Unicode (a lone surrogate such as          |
+|                      | ``"\\ud800"``): it cannot be written as UTF-8                     |
+
+``detail`` is short (≤ 200 characters) and always valid UTF-8.
 """
 
 from typing import Any
@@ -89,7 +108,34 @@ def map_role(role: Any) -> str | None:
     return ROLE_TABLE.get(role.strip().lower())
 
 
-def _text(content: Any, role: str) -> str:
+def _describe(value: Any) -> str:
+    """A short, printable description of any value (never its full text, never a deep repr)."""
+    if isinstance(value, str):
+        return repr(value[:60])[:80]  # repr escapes lone surrogates
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, bool | int | float) or value is None:
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+def _keys(value: dict[Any, Any]) -> str:
+    names = sorted(k[:40] if isinstance(k, str) else _describe(k) for k in value)
+    return "keys " + repr(names[:8])[:150]
+
+
+def _check_text(text: str, role: str) -> str:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRecordError(
+                "invalid_text", f"{role} text is not valid Unicode at character {exc.start}"
+            ) from None
+    return text
+
+
+def _string(content: Any, role: str) -> str:
     if (
         isinstance(content, list)
         and content
@@ -99,12 +145,15 @@ def _text(content: Any, role: str) -> str:
             p.get("text") if isinstance(p.get("text"), str) else "" for p in content
         )
     if not isinstance(content, str):
-        raise InvalidRecordError(
-            "non_string_content", f"{role} content of type {type(content).__name__}"
-        )
-    if not content.strip():
+        raise InvalidRecordError("non_string_content", f"{role} content is {_describe(content)}")
+    return _check_text(content, role)
+
+
+def _text(content: Any, role: str) -> str:
+    text = _string(content, role)
+    if not text.strip():
         raise InvalidRecordError("empty_turn", f"empty {role} turn")
-    return content
+    return text
 
 
 def _first(turn: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:
@@ -127,37 +176,81 @@ def _strict_turns(turns: list[dict[str, Any]], role_key: str, text_key: str) -> 
     for t in turns:
         role = map_role(t.get(role_key))
         if role is None:
-            raise InvalidRecordError("unknown_role", f"{role_key} {t.get(role_key)!r}")
+            raise InvalidRecordError("unknown_role", f"{role_key} {_describe(t.get(role_key))}")
         out.append({"role": role, "content": _text(t.get(text_key), role)})
     return out
 
 
+Speaker = str | int | float | None
+
+
+def _speaker(turn: dict[str, Any]) -> Speaker:
+    _, speaker = _first(turn, SPEAKER_KEYS)
+    if speaker is None or isinstance(speaker, str | int | float):
+        return speaker
+    raise InvalidRecordError("unknown_shape", f"speaker is {_describe(speaker)}")
+
+
+def _roles(speakers: list[Speaker]) -> list[str]:
+    """Roles for a turn sequence: the role table when every speaker is in it, else opaque ids
+    (``user`` first, flipping on each speaker change), alternating when no speaker is named."""
+    if all(s is None for s in speakers):
+        return ["user" if i % 2 == 0 else "assistant" for i in range(len(speakers))]
+    mapped = [map_role(s) for s in speakers]
+    if all(r is not None for r in mapped):
+        return [r for r in mapped if r is not None]
+    roles: list[str] = []
+    current = "assistant"
+    previous: object = object()
+    for s, r in zip(speakers, mapped, strict=True):
+        if r == "system":
+            roles.append("system")
+            continue
+        if s != previous:
+            current = "user" if current == "assistant" else "assistant"
+            previous = s
+        roles.append(current)
+    return roles
+
+
 def _speaker_turns(turns: list[dict[str, Any]]) -> list[Message]:
-    speakers: list[Any] = []
+    speakers: list[Speaker] = []
     texts: list[Any] = []
     for t in turns:
-        _, speaker = _first(t, SPEAKER_KEYS)
         text_key, text = _first(t, TEXT_KEYS)
         if text_key is None:
-            raise InvalidRecordError("unknown_shape", f"turn keys {sorted(t)[:8]}")
-        speakers.append(speaker)
+            raise InvalidRecordError("unknown_shape", f"turn {_keys(t)}")
+        speakers.append(_speaker(t))
         texts.append(text)
-    if all(s is None for s in speakers):
-        roles = ["user" if i % 2 == 0 else "assistant" for i in range(len(turns))]
-    elif all(map_role(s) is not None for s in speakers):
-        roles = [r for r in (map_role(s) for s in speakers) if r is not None]
-    else:
-        roles = []
-        current = "assistant"
-        previous: Any = object()
-        for s in speakers:
-            if map_role(s) == "system":
-                roles.append("system")
-                continue
-            if s != previous:
-                current = "user" if current == "assistant" else "assistant"
-                previous = s
-            roles.append(current)
+    roles = _roles(speakers)
+    return [{"role": r, "content": _text(x, r)} for r, x in zip(roles, texts, strict=True)]
+
+
+def _grouped_turns(groups: list[list[Any]]) -> list[Message]:
+    """A list of same-speaker groups: each group is one turn, its texts joined by newlines."""
+    speakers: list[Speaker] = []
+    texts: list[str] = []
+    for number, group in enumerate(groups, 1):
+        parts: list[str] = []
+        senders: set[Speaker] = set()
+        for m in group:
+            if not isinstance(m, dict):
+                raise InvalidRecordError("unknown_shape", f"group {number} holds {_describe(m)}")
+            text_key, text = _first(m, TEXT_KEYS)
+            if text_key is None:
+                raise InvalidRecordError("unknown_shape", f"group {number} message {_keys(m)}")
+            text = _string(text, f"group {number}")
+            if text.strip():
+                parts.append(text)
+            sender = _speaker(m)
+            if sender is not None:
+                senders.add(sender)
+        if len(senders) > 1:
+            names = sorted(_describe(s) for s in senders)[:3]
+            raise InvalidRecordError("unknown_shape", f"group {number} mixes senders {names}")
+        speakers.append(senders.pop() if senders else None)
+        texts.append("\n".join(parts))
+    roles = _roles(speakers)
     return [{"role": r, "content": _text(x, r)} for r, x in zip(roles, texts, strict=True)]
 
 
@@ -169,8 +262,11 @@ def _pair(user: Any, assistant: Any) -> list[Message]:
 
 
 def _turns(value: dict[str, Any]) -> list[Message]:
-    if isinstance(value.get("messages"), list):
-        return _strict_turns(_objects(value["messages"], "messages"), "role", "content")
+    messages = value.get("messages")
+    if isinstance(messages, list):
+        if messages and all(isinstance(g, list) for g in messages):
+            return _grouped_turns(messages)
+        return _strict_turns(_objects(messages, "messages"), "role", "content")
     if isinstance(value.get("conversations"), list):
         return _strict_turns(_objects(value["conversations"], "conversations"), "from", "value")
     for key in TURN_LIST_KEYS:
@@ -180,23 +276,31 @@ def _turns(value: dict[str, Any]) -> list[Message]:
         instruction = _text(value["instruction"], "user")
         extra = value.get("input")
         if extra is not None and not isinstance(extra, str):
-            raise InvalidRecordError("non_string_content", "alpaca input is not a string")
+            raise InvalidRecordError("non_string_content", f"alpaca input is {_describe(extra)}")
         prompt = f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
         return _pair(prompt, value["output"])
     for user_key, assistant_key in PAIR_KEYS:
         if user_key in value and assistant_key in value:
             return _pair(value[user_key], value[assistant_key])
-    raise InvalidRecordError("unknown_shape", f"keys {sorted(value)[:8]}")
+    raise InvalidRecordError("unknown_shape", _keys(value))
 
 
 def normalize_messages(value: Any, options: NormalizeOptions) -> list[Message]:
-    """Turn one parsed record into ChatML messages, or raise InvalidRecordError with a reason."""
+    """Turn one parsed record into ChatML messages.
+
+    Args:
+        value: any parsed JSON value (see the module docstring for what is accepted).
+        options: system prompt handling.
+
+    Raises:
+        InvalidRecordError: the only exception, with a ``reason`` from the reasons table.
+    """
     if not isinstance(value, dict):
-        raise InvalidRecordError("unknown_shape", f"record is a {type(value).__name__}")
+        raise InvalidRecordError("unknown_shape", f"record is {_describe(value)}")
     turns = _turns(value)
     _, system = _first(value, ("system", "system_prompt"))
     if isinstance(system, str) and system.strip() and not any(t["role"] == "system" for t in turns):
-        turns.insert(0, {"role": "system", "content": system})
+        turns.insert(0, {"role": "system", "content": _check_text(system, "system")})
     if options.system_prompt == "strip":
         turns = [t for t in turns if t["role"] != "system"]
     if options.default_system_prompt and not any(t["role"] == "system" for t in turns):

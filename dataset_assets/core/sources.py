@@ -17,12 +17,12 @@ complete record before the cut is yielded, then exactly one bad item for the tai
 ``not_a_json_array``. ``line`` is the 1-based line number (JSONL) or element index (JSON array).
 """
 
-import codecs
 import glob
 import io
-import json
+import os
+import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -43,6 +43,7 @@ SOURCE_SUFFIXES: tuple[str, ...] = (
 )
 _SKIP_CHUNK = 1 << 20
 _RAW_KEEP = 1024
+BOM = b"\xef\xbb\xbf"
 
 Format = Literal["jsonl", "json_array"]
 Compression = Literal["none", "gzip", "zstd"]
@@ -50,12 +51,24 @@ Compression = Literal["none", "gzip", "zstd"]
 
 @dataclass(frozen=True)
 class SourceRef:
-    """One input file of a family: a local path or an s3:// URI, with a change fingerprint."""
+    """One input file of a family, with a change fingerprint.
+
+    Attributes:
+        family: the family's name.
+        uri: how records, quarantine entries, provenance and the manifest name the file, always
+            valid UTF-8: ``s3://bucket/key``, or for a local file its POSIX path relative to the
+            config file's folder (see :func:`local_uri`).
+        size: bytes.
+        fingerprint: ``mtime_ns`` (local) or the ETag (S3).
+        path: the local file to open (absolute, exactly as the file system spells it); empty
+            for S3 objects.
+    """
 
     family: str
     uri: str
     size: int
     fingerprint: str
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,9 +79,12 @@ class RawItem:
 
 @dataclass(frozen=True)
 class BadItem:
+    """A record that cannot be read: ``reason`` is stable, ``detail`` says where and why."""
+
     line: int
     reason: str
     raw: bytes
+    detail: str = ""
 
 
 def is_source_name(name: str) -> bool:
@@ -108,16 +124,47 @@ def local_source_paths(pattern: str) -> list[Path]:
     ]
 
 
-def expand_local(family: SourceFamily) -> list[SourceRef]:
-    """Every local source file matched by the family's globs, sorted, with size + mtime."""
+def local_uri(path: Path, root: Path | None) -> str:
+    """The name a local source file goes by in published data: valid UTF-8, no host paths.
+
+    ``root`` is the config file's folder: the result is the POSIX path relative to it
+    (``data/chat/a.jsonl``; ``../shared/b.jsonl`` for a file outside it), so neither user names
+    nor host folders reach records, quarantine entries or the manifest. Without ``root`` it is
+    the absolute path. Bytes of a file name that are not UTF-8 are written as ``\\xNN``
+    (``bad-\\xff.jsonl``): the file is still read, from its real path (``SourceRef.path``), and
+    its records are published under this name; only a file literally named with that
+    backslash sequence next to it could share the name.
+    """
+    name = Path(os.path.relpath(path, root)).as_posix() if root is not None else str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return name
+
+
+def expand_local(family: SourceFamily, root: Path | None = None) -> list[SourceRef]:
+    """Every local source file matched by the family's globs, sorted, with size + mtime.
+
+    Args:
+        family: the family whose local paths (globs or folders) are expanded.
+        root: the config file's folder; uris are relative to it (see :func:`local_uri`).
+    """
     refs: dict[str, SourceRef] = {}
     for pattern in family.paths:
         if pattern.startswith("s3://"):
             continue
         for path in local_source_paths(pattern):
             st = path.stat()
-            refs[str(path)] = SourceRef(family.name, str(path), st.st_size, str(st.st_mtime_ns))
-    return [refs[k] for k in sorted(refs)]
+            absolute = path.absolute()
+            refs[str(absolute)] = SourceRef(
+                family.name,
+                local_uri(absolute, root),
+                st.st_size,
+                str(st.st_mtime_ns),
+                path=str(absolute),
+            )
+    return sorted(refs.values(), key=lambda r: r.uri)
 
 
 class _Framed(io.RawIOBase):
@@ -218,12 +265,14 @@ def iter_items(
         if not line:
             break
         number += 1
+        if number == 1 and line.startswith(BOM):
+            line = line[len(BOM) :]
         if len(line) > max_line_bytes and not line.endswith(b"\n"):
             head = line[:_RAW_KEEP]
             tail = line
             while tail and not tail.endswith(b"\n"):
                 tail = stream.readline(_SKIP_CHUNK)
-            yield BadItem(number, "line_too_long", head)
+            yield BadItem(number, "line_too_long", head, f"longer than {max_line_bytes} bytes")
             continue
         stripped = line.strip()
         if not stripped:
@@ -234,12 +283,12 @@ def iter_items(
             return
         try:
             yield RawItem(number, orjson.loads(stripped))
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
             if not line.endswith(b"\n"):  # only the last line of a file lacks a newline
                 yield BadItem(number, "truncated_record", stripped[:_RAW_KEEP])
                 return
-            reason = "invalid_utf8" if _bad_utf8(stripped) else "malformed_json"
-            yield BadItem(number, reason, stripped[:_RAW_KEEP])
+            reason = _parse_reason(stripped, exc)
+            yield BadItem(number, reason, stripped[:_RAW_KEEP], str(exc)[:160])
     if flag is not None and flag.truncated:
         # the cut fell exactly on a line boundary: the complete lines were yielded
         yield BadItem(number + 1, "truncated_record", b"")
@@ -248,90 +297,305 @@ def iter_items(
 def iter_array_items(
     stream: BinaryIO, max_record_bytes: int, flag: "_Flag | None" = None
 ) -> Iterator[RawItem | BadItem]:
-    """Parse a top-level JSON array element by element over a sliding text buffer.
+    """Parse a top-level JSON array element by element, resynchronizing after a bad element.
 
-    The buffer holds at most one element plus one read chunk; an element larger than
-    ``max_record_bytes`` ends the file with one ``line_too_long`` item.
+    Each element's extent is found by a structural scan (brackets outside strings), then the
+    element alone is parsed with orjson, exactly like a JSONL line. A bad element is one
+    :class:`BadItem` and reading resumes at the next element. When the brackets themselves are
+    broken (an element never closes, or closes with the wrong bracket), reading resumes at the
+    first later line that starts with ``{`` or ``[`` no deeper indented than the bad element:
+    the usual layouts (one element per line, ``json.dump(indent=...)``) resynchronize exactly.
+    At most ``max_record_bytes`` plus one read chunk are held; a longer element is reported as
+    ``line_too_long`` and skipped without being held. A leading UTF-8 BOM is accepted, a missing
+    comma between elements or a trailing comma is tolerated, and anything after the closing
+    ``]`` is read as further elements (a second array is read too), so nothing is silently lost.
     """
-    decoder = json.JSONDecoder()
-    utf8 = codecs.getincrementaldecoder("utf-8")(errors="strict")
-    buf = ""
-    pos = 0
-    eof = False
-    chunk = 1 << 16
+    del flag  # a cut stream simply ends: the unfinished element is a truncated_record
+    yield from _ArrayParser(stream, max_record_bytes).items()
 
-    def fill(size: int) -> bool:
-        nonlocal buf, pos, eof
-        data = stream.read(size)
-        if not data:
-            eof = True
+
+_READ = 1 << 20
+_WS_RUN = re.compile(rb"[ \t\r\n]*+")
+_STRING = rb'"[^"\\\n]*+(?:\\[^\n][^"\\\n]*+)*+"'
+# Skips text and whole strings; captures the next bracket, newline, or a quote that opens a
+# string not closed on its line (JSON strings never hold a raw newline).
+_STRUCTURE = re.compile(rb'[^"\n\[\]{}]*+(?:' + _STRING + rb'[^"\n\[\]{}]*+)*+([\[\]{}\n"])')
+_SCALAR = re.compile(_STRING + rb'|[^\s,\[\]{}"]++')
+_INDENT = re.compile(rb"[ \t]*+")
+
+
+def _balanced(depth: int) -> "re.Pattern[bytes]":
+    """An element with brackets nested at most ``depth`` deep, matched in one call (fast path;
+    bracket kinds are not paired here, orjson checks the element afterwards)."""
+    inner = rb"(?:" + _STRING + rb'|[^"\[\]{}]++)*+'
+    for _ in range(depth):
+        inner = rb"(?:" + _STRING + rb'|[^"\[\]{}]++|[{\[]' + inner + rb"[}\]])*+"
+    return re.compile(rb"[{\[]" + inner + rb"[}\]]")
+
+
+_BALANCED = _balanced(12)
+_TAIL = re.compile(rb'[^,\n\[{"]*+')
+_CLOSER = {ord("{"): ord("}"), ord("["): ord("]")}
+_OPEN = frozenset(b"{[")
+
+
+class _ArrayParser:
+    """The state of one JSON-array file: a byte window, the line count, the element count.
+
+    Positions are absolute byte offsets in the (decompressed) file; ``buf`` holds the bytes
+    from ``base`` on, and nothing before ``keep`` is needed any more.
+    """
+
+    def __init__(self, stream: BinaryIO, max_bytes: int) -> None:
+        self.stream = stream
+        self.max_bytes = max_bytes
+        self.buf = bytearray()
+        self.base = 0
+        self.keep = 0
+        self.eof = False
+        self.line = 1
+        self.line_start = 0
+        self.index = 0
+
+    # -- the byte window --------------------------------------------------------------------
+
+    def fill(self) -> bool:
+        if self.eof:
             return False
-        try:
-            text = utf8.decode(data)
-        except UnicodeDecodeError as exc:
-            raise _BadArray("invalid_utf8", data[:_RAW_KEEP]) from exc
-        buf = buf[pos:] + text
-        pos = 0
+        data = self.stream.read(_READ)
+        if not data:
+            self.eof = True
+            return False
+        drop = self.keep - self.base
+        if drop >= _READ or (drop > 0 and 2 * drop >= len(self.buf)):
+            del self.buf[:drop]
+            self.base = self.keep
+        self.buf += data
         return True
 
-    def skip_ws() -> None:
-        nonlocal pos
-        while True:
-            while pos < len(buf) and buf[pos] in " \t\r\n":
-                pos += 1
-            if pos < len(buf) or eof or not fill(chunk):
-                return
+    def byte_at(self, pos: int) -> int | None:
+        while pos - self.base >= len(self.buf):
+            if not self.fill():
+                return None
+        return self.buf[pos - self.base]
 
-    index = 0
-    try:
-        skip_ws()
-        if pos >= len(buf):
+    def bytes(self, start: int, end: int) -> bytes:
+        return bytes(self.buf[max(start - self.base, 0) : end - self.base])
+
+    def skip_ws(self, pos: int) -> int:
+        """The first non-whitespace position at or after ``pos``, counting lines on the way."""
+        while True:
+            i = pos - self.base
+            end = _WS_RUN.match(self.buf, i).end()  # type: ignore[union-attr]
+            newlines = self.buf.count(b"\n", i, end)
+            if newlines:
+                self.line += newlines
+                self.line_start = self.base + self.buf.rindex(b"\n", i, end) + 1
+            pos = self.base + end
+            if end < len(self.buf) or not self.fill():
+                return pos
+
+    def indent(self, pos: int) -> int | None:
+        """Leading whitespace of the current line, read up to ``pos`` (None: no longer held)."""
+        if self.line_start < self.base:
+            return None
+        lead = _INDENT.match(self.buf, self.line_start - self.base, pos - self.base)
+        return lead.end() - lead.start() if lead else 0
+
+    def starts_line(self, pos: int) -> bool:
+        """True if only whitespace precedes ``pos`` on the current line."""
+        return self.indent(pos) == pos - self.line_start
+
+    # -- the file ---------------------------------------------------------------------------
+
+    def items(self) -> Iterator[RawItem | BadItem]:
+        pos = 3 if self.byte_at(2) is not None and self.buf[:3] == BOM else 0
+        pos = self.skip_ws(pos)
+        first = self.byte_at(pos)
+        if first is None:
             return
-        if buf[pos] != "[":
-            raise _BadArray("not_a_json_array", buf[pos : pos + _RAW_KEEP].encode())
+        if first != ord("["):
+            raw = self.bytes(pos, pos + _RAW_KEEP)
+            yield BadItem(1, "not_a_json_array", raw, "the file does not start with '['")
+            return
         pos += 1
-        expect_value = True
+        in_array = True
         while True:
-            skip_ws()
-            if pos >= len(buf):
-                raise _BadArray("truncated_record", b"", index + 1)
-            ch = buf[pos]
-            if ch == "]":
+            self.keep = pos
+            pos = self.skip_ws(pos)
+            self.keep = pos
+            ch = self.byte_at(pos)
+            if ch is None:
+                if in_array:
+                    yield BadItem(
+                        self.index + 1, "truncated_record", b"", "the file ends before ']'"
+                    )
                 return
-            if ch == "," and not expect_value:
+            if ch == ord(","):
                 pos += 1
-                expect_value = True
-                continue
-            index += 1
-            want = chunk
-            while True:
-                try:
-                    value, end = decoder.raw_decode(buf, pos)
-                except json.JSONDecodeError as exc:
-                    if len(buf) - pos > max_record_bytes:
-                        reason = "malformed_json" if exc.pos < len(buf) - 1 else "line_too_long"
-                        raise _BadArray(
-                            reason, buf[pos : pos + _RAW_KEEP].encode(), index
-                        ) from None
-                    if eof or not fill(want):
-                        raw = buf[pos : pos + _RAW_KEEP].encode()
-                        raise _BadArray("truncated_record", raw, index) from None
-                    want = min(want * 2, 64 << 20)
-                    continue
+            elif ch == ord("]"):
+                pos = self.skip_ws(pos + 1)
+                in_array = self.byte_at(pos) == ord("[")
+                pos += in_array
+            else:
+                self.index += 1
+                pos = yield from self.element(pos, ch)
+                if pos < 0:
+                    return
+
+    def bad(self, reason: str, start: int, line: int, why: str) -> BadItem:
+        where = f"element {self.index} at line {line}"
+        return BadItem(self.index, reason, self.bytes(start, start + _RAW_KEEP), f"{where}: {why}")
+
+    def parse(self, start: int, end: int, line: int) -> tuple[RawItem | BadItem, str]:
+        """The element's item, and why it does not parse ("" when it does)."""
+        data = self.bytes(start, end)
+        try:
+            return RawItem(self.index, orjson.loads(data)), ""
+        except orjson.JSONDecodeError as exc:
+            why = str(exc)[:160]
+            return self.bad(_parse_reason(data, exc), start, line, why), why
+
+    def element(self, start: int, first: int) -> Generator[RawItem | BadItem, None, int]:
+        """Yield the element at ``start``; return where reading goes on (-1: end of file)."""
+        if first in _OPEN:
+            return (yield from self.container(start))
+        line = self.line
+        if first in b"}]":
+            yield self.bad("malformed_json", start, line, "unmatched bracket")
+            return start + 1
+        while True:
+            m = _SCALAR.match(self.buf, start - self.base)
+            held = self.base + len(self.buf)
+            if m is not None and self.base + m.end() < held:
+                end = self.base + m.end()
                 break
-            yield RawItem(index, value)
-            pos = end
-            expect_value = False
-    except _BadArray as bad:
-        yield BadItem(bad.line or index + 1, bad.reason, bad.raw)
+            newline = self.buf.find(b"\n", start - self.base)
+            if m is None and newline >= 0:
+                end = self.base + newline
+                break
+            if held - start > self.max_bytes or not self.fill():
+                end = self.base + (m.end() if m is not None else len(self.buf))
+                break
+        if m is None:
+            yield self.bad("malformed_json", start, line, "unterminated string")
+            return end
+        yield self.parse(start, end, line)[0]
+        return end
+
+    def container(self, start: int) -> Generator[RawItem | BadItem, None, int]:
+        m = _BALANCED.match(self.buf, start - self.base)
+        if m is not None and m.end() < len(self.buf):
+            try:
+                value = orjson.loads(self.buf[m.start() : m.end()])
+            except orjson.JSONDecodeError:
+                pass  # the scan below finds where it is broken and where to resume
+            else:
+                newlines = self.buf.count(b"\n", m.start(), m.end())
+                if newlines:
+                    self.line += newlines
+                    self.line_start = self.base + self.buf.rindex(b"\n", m.start(), m.end()) + 1
+                yield RawItem(self.index, value)
+                return self.base + m.end()
+        return (yield from self.scan(start))
+
+    def scan(self, start: int) -> Generator[RawItem | BadItem, None, int]:
+        line = self.line
+        own_indent = self.indent(start)
+        stack: list[int] = []
+        broken = ""  # why the brackets cannot be trusted
+        resync: tuple[int, int, int] | None = None  # position, line, line start
+        skipping = False
+        pos = start
+        while True:
+            if not skipping and pos - start > self.max_bytes:
+                if resync is not None:
+                    broken = broken or "element does not close"
+                else:
+                    why = f"element longer than {self.max_bytes} bytes"
+                    yield self.bad("line_too_long", start, line, why)
+                    skipping = True
+            if skipping:
+                if resync is not None and pos - resync[0] > self.max_bytes:
+                    resync = None
+                self.keep = pos if resync is None else resync[0]
+            if broken and resync is not None:
+                if skipping:
+                    at, self.line, self.line_start = resync
+                    return at
+                return (yield from self.cut(start, line, resync, broken))
+            m = _STRUCTURE.match(self.buf, pos - self.base)
+            if m is None:
+                pos = self.base + len(self.buf)
+                if self.fill():
+                    continue
+                if skipping:
+                    return -1
+                if resync is not None:
+                    broken = broken or "element does not close"
+                    continue
+                yield self.bad("truncated_record", start, line, "the file ends in it")
+                return -1
+            at = self.base + m.start(1)
+            ch = self.buf[at - self.base]
+            pos = at + 1
+            if ch == ord("\n"):
+                self.line += 1
+                self.line_start = pos
+            elif ch == ord('"'):
+                if self.buf.find(b"\n", at - self.base) < 0 and not self.eof:
+                    pos = at  # the string may close in the next chunk
+                    if not self.fill():
+                        pos = at + 1
+                        broken = broken or "unterminated string"
+                    continue
+                broken = broken or "unterminated string"
+            elif ch in _OPEN:
+                if (
+                    stack
+                    and resync is None
+                    and own_indent is not None
+                    and self.starts_line(at)
+                    and at - self.line_start <= own_indent
+                ):
+                    resync = (at, self.line, self.line_start)
+                stack.append(ch)
+            else:
+                opener = stack.pop()
+                if _CLOSER[opener] != ch:
+                    broken = broken or f"{chr(ch)!r} closes {chr(opener)!r}"
+                if not stack:
+                    break
+        if skipping:
+            return pos
+        if broken:  # stray closers after the last bracket belong to this element
+            tail = _TAIL.match(self.buf, pos - self.base)
+            pos = self.base + tail.end() if tail else pos
+        if not broken:
+            item, broken = self.parse(start, pos, line)
+            if isinstance(item, RawItem) or resync is None:
+                yield item
+                return pos
+        if resync is None:
+            yield self.bad(_parse_reason(self.bytes(start, pos), None), start, line, broken)
+            return pos
+        return (yield from self.cut(start, line, resync, broken))
+
+    def cut(
+        self, start: int, line: int, resync: tuple[int, int, int], why: str
+    ) -> Generator[RawItem | BadItem, None, int]:
+        """The element is broken: report it up to ``resync`` and read on from there."""
+        at, self.line, self.line_start = resync
+        yield self.bad(_parse_reason(self.bytes(start, at), None), start, line, why)
+        return at
 
 
-class _BadArray(Exception):
-    def __init__(self, reason: str, raw: bytes, line: int = 0) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.raw = raw
-        self.line = line
+def _parse_reason(data: bytes, exc: orjson.JSONDecodeError | None) -> str:
+    if _bad_utf8(data):
+        return "invalid_utf8"
+    if exc is not None and "surrogate" in str(exc):
+        return "invalid_text"
+    return "malformed_json"
 
 
 def _bad_utf8(data: bytes) -> bool:

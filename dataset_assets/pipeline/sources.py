@@ -3,6 +3,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import BinaryIO
 
 from dataset_assets.core.config import SourceFamily
@@ -13,9 +14,15 @@ from dataset_assets.core.streams import open_chunks
 from dataset_assets.storage import S3ObjectStore
 
 
-def list_sources(family: SourceFamily, store: S3ObjectStore | None) -> list[SourceRef]:
-    """Every input file of a family: local globs expanded, s3:// prefixes listed."""
-    refs = expand_local(family)
+def list_sources(
+    family: SourceFamily, store: S3ObjectStore | None, *, root: Path | None = None
+) -> list[SourceRef]:
+    """Every input file of a family: local globs expanded, s3:// prefixes listed.
+
+    Pass the config file's folder as ``root``: local uris are then relative to it (no host paths
+    in published data); ``s3://`` uris are unchanged.
+    """
+    refs = expand_local(family, root)
     for path in family.paths:
         if not path.startswith("s3://"):
             continue
@@ -34,7 +41,7 @@ def list_sources(family: SourceFamily, store: S3ObjectStore | None) -> list[Sour
 @contextmanager
 def open_source(ref: SourceRef, store: S3ObjectStore | None) -> Iterator[BinaryIO]:
     """A buffered binary stream over a source file."""
-    if ref.uri.startswith("s3://"):
+    if not ref.path and ref.uri.startswith("s3://"):
         assert store is not None  # list_sources refused S3 sources without a store
         _, key = parse_s3_uri(ref.uri)
         stream = open_chunks(store.iter_bytes(key))
@@ -43,5 +50,5 @@ def open_source(ref: SourceRef, store: S3ObjectStore | None) -> Iterator[BinaryI
         finally:
             stream.close()
     else:
-        with open(ref.uri, "rb", buffering=1 << 20) as fh:
+        with open(ref.path or ref.uri, "rb", buffering=1 << 20) as fh:
             yield fh

@@ -2,6 +2,7 @@
 
 import pytest
 
+from dataset_assets.core import normalize
 from dataset_assets.core.config import NormalizeOptions
 from dataset_assets.core.errors import InvalidRecordError
 from dataset_assets.core.normalize import ROLE_TABLE, normalize_messages
@@ -80,6 +81,20 @@ SHAPES = {
         },
         UA,
     ),
+    "grouped_senders": (
+        {
+            "id": "c1",
+            "messages": [
+                [
+                    {"text": "hi", "sender": "u1", "timestamp": 1},
+                    {"text": "anyone?", "sender": "u1", "timestamp": 2},
+                ],
+                [{"text": "yes", "sender": "b7", "timestamp": 3}],
+                [{"text": "ok", "sender": "u1", "timestamp": 4}],
+            ],
+        },
+        [*UA, "user"],
+    ),
 }
 
 
@@ -136,3 +151,49 @@ def test_every_quarantine_reason(case: str) -> None:
         normalize_messages(REASONS[case], OPTS)
     expected = case.removesuffix("_not_object").removesuffix("_list")
     assert exc.value.reason == expected
+
+
+def test_grouped_sender_chat_is_one_turn_per_group_joined_by_newlines() -> None:
+    out = normalize_messages(SHAPES["grouped_senders"][0], OPTS)
+    assert out == [
+        {"role": "user", "content": "hi\nanyone?"},
+        {"role": "assistant", "content": "yes"},
+        {"role": "user", "content": "ok"},
+    ]
+
+
+def test_grouped_chat_first_speaker_is_user_whoever_it_is() -> None:
+    record = {
+        "messages": [
+            [{"text": "Hello, how can I help?", "sender": "support_bot"}],
+            [{"text": "my order", "sender": "c_19"}, {"text": "is late", "sender": "c_19"}],
+            [{"text": "", "sender": "support_bot"}, {"text": "sorry!", "sender": "support_bot"}],
+        ]
+    }
+    out = normalize_messages(record, OPTS)
+    assert [m["role"] for m in out] == [*UA, "user"]
+    assert [m["content"] for m in out] == ["Hello, how can I help?", "my order\nis late", "sorry!"]
+
+
+GROUPED_REASONS = [
+    ("empty_turn", {"messages": [[{"text": "a", "sender": "x"}], [{"text": " ", "sender": "y"}]]}),
+    ("empty_turn", {"messages": [[{"text": "a", "sender": "x"}], []]}),
+    ("non_string_content", {"messages": [[{"text": 5, "sender": "x"}]]}),
+    ("unknown_shape", {"messages": [[{"body": "a", "sender": "x"}]]}),
+    ("unknown_shape", {"messages": [[{"text": "a", "sender": "x"}, {"text": "b", "sender": "y"}]]}),
+]
+
+
+@pytest.mark.parametrize(("reason", "record"), GROUPED_REASONS)
+def test_bad_grouped_chat_is_quarantined_with_a_reason(reason: str, record: dict) -> None:
+    with pytest.raises(InvalidRecordError) as exc:
+        normalize_messages(record, OPTS)
+    assert exc.value.reason == reason
+
+
+def test_invalid_text_is_a_documented_quarantine_reason() -> None:
+    with pytest.raises(InvalidRecordError) as exc:
+        normalize_messages({"prompt": "a\ud800", "response": "b"}, OPTS)
+    assert exc.value.reason == "invalid_text"
+    assert "``invalid_text``" in (normalize.__doc__ or "")
+    assert "grouped" in (normalize.__doc__ or "")
