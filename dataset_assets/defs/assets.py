@@ -38,8 +38,10 @@ CONSISTENT = "manifest_counts_consistent"
 def _build(
     context: dg.AssetExecutionContext, dataset: DatasetConfigResource, s3: ObjectStoreResource
 ) -> Build:
+    """The run's build; its lease owner is the root run, so a re-execution continues it."""
     cfg = dataset.load()
-    return Build(cfg, s3.store_for(cfg), context.run.run_id)
+    run = context.run
+    return Build(cfg, s3.store_for(cfg), run.run_id, owner=run.root_run_id or run.run_id)
 
 
 @dg.multi_asset(

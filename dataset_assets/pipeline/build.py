@@ -33,6 +33,7 @@ from dataset_assets.pipeline.compile import (
     work_area,
 )
 from dataset_assets.pipeline.export import compose_build_export, export_problems, promote_export
+from dataset_assets.pipeline.lease import BuildLease
 from dataset_assets.pipeline.maintenance import verify_build
 from dataset_assets.pipeline.manifest import assemble_manifest
 from dataset_assets.pipeline.shards import ShardStats, publish_all_shards, shard_set_digest
@@ -44,13 +45,35 @@ def run_folder(cfg: DatasetConfig, run_id: str) -> Path:
     return cfg.staging_dir / "runs" / (run_id or "no-run-id")
 
 
+LEASE_TTL_S = 300.0
+"""A killed build blocks others at most this long (then the next build takes the lease over)."""
+
+
 class Build:
     """The steps of one build run. Cheap to create: each step (or process) makes its own."""
 
-    def __init__(self, cfg: DatasetConfig, store: S3ObjectStore, run_id: str) -> None:
+    def __init__(
+        self, cfg: DatasetConfig, store: S3ObjectStore, run_id: str, *, owner: str = ""
+    ) -> None:
         self.cfg = cfg
         self.store = store
         self.run_id = run_id or uuid.uuid4().hex
+        self.owner = owner or self.run_id
+
+    def step(self, *, last: bool = False) -> BuildLease:
+        """The prefix's build lease for one step: one build at a time, whatever starts it (UI,
+        sensor, CLI). Steps of one run (same owner: the root run id, so re-executions count)
+        hand it on; the last step, or a failure, releases it."""
+        return BuildLease(
+            self.store, self.cfg.prefix, self.owner, LEASE_TTL_S, hold_after_exit=not last
+        )
+
+    def _remove_stale_run_folders(self) -> None:
+        """Work folders of other runs of this staging dir are dead: this build holds the lease."""
+        runs = self.cfg.staging_dir / "runs"
+        for folder in runs.iterdir() if runs.exists() else []:
+            if folder.name != self.run_id:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def journal(self, step: str) -> Journal:
         """The step's local publish journal (uploaded when the step ends)."""
@@ -69,13 +92,15 @@ class Build:
         and the leakage report. Records the latest pointer this build starts from."""
         self.store.ensure_bucket()
         probe_conditional_writes(self.store, self.cfg.prefix)
-        started = read_pointer(self.store, self.cfg.prefix)
-        area = work_area(self.cfg, self.run_id, "compile")
-        journal = self.journal("compile")
-        result = compile_conversations(
-            self.cfg, self.store, run_id=self.run_id, area=area, journal=journal
-        )
-        self._upload_journal(journal, "compile")
+        with self.step():
+            self._remove_stale_run_folders()
+            started = read_pointer(self.store, self.cfg.prefix)
+            area = work_area(self.cfg, self.run_id, "compile")
+            journal = self.journal("compile")
+            result = compile_conversations(
+                self.cfg, self.store, run_id=self.run_id, area=area, journal=journal
+            )
+            self._upload_journal(journal, "compile")
         return result.model_copy(
             update={"started_from_etag": started.etag, "started_from_build": started.build_id}
         )
@@ -84,15 +109,17 @@ class Build:
         """Every split's shards, published (or reused) partition by partition."""
         area = work_area(self.cfg, self.run_id, "shards")
         journal = self.journal("shards")
-        try:
-            return publish_all_shards(self.cfg, self.store, result, area, journal)
-        finally:
-            self._upload_journal(journal, "shards")
+        with self.step():
+            try:
+                return publish_all_shards(self.cfg, self.store, result, area, journal)
+            finally:
+                self._upload_journal(journal, "shards")
 
     def export(self, shards: dict[str, list[ShardEntry]]) -> FileEntry:
         """The build's immutable export, composed in S3 from its verified shards."""
         ordered = [entry for split in SPLITS for entry in shards.get(split, [])]
-        return compose_build_export(self.cfg, self.store, ordered)
+        with self.step():
+            return compose_build_export(self.cfg, self.store, ordered)
 
     def commit(
         self, result: CompileResult, shards: list[ShardEntry], export: FileEntry | None
@@ -108,10 +135,12 @@ class Build:
             )
         )
         started = PointerState(etag=result.started_from_etag, build_id=result.started_from_build)
-        commit_manifest(self.store, manifest, self.cfg.manifest_path, started)
-        if manifest.export is not None:
-            promote_export(self.store, manifest)
-        self.publish_journal(manifest)
+        with self.step(last=True) as lease:
+            lease.ensure_held()
+            commit_manifest(self.store, manifest, self.cfg.manifest_path, started)
+            if manifest.export is not None:
+                promote_export(self.store, manifest)
+            self.publish_journal(manifest)
         shutil.rmtree(run_folder(self.cfg, self.run_id), ignore_errors=True)
         prune_local_cache(self.cfg, result)
         return manifest
