@@ -19,7 +19,8 @@ several files, ~4 % exact + ~4 % near duplicates) and measures, per size, side b
   manifest's shard keys were not in the previous manifest.
 
 Per case: input MB / wall s, peak RSS of the whole process tree (``/proc`` sampled every 0.1 s,
-RSS summed over the process and its descendants), CPU time of the tree (user+sys from
+RSS summed over the process and its descendants; and PSS, which counts pages shared by forked
+workers once), CPU time of the tree (user+sys from
 ``os.wait4``: the child plus every descendant it waited for) and CPU/wall. Prints a Markdown
 table per size and writes the numbers to ``bench/results/bench_compile-<time>.json``.
 
@@ -72,6 +73,7 @@ class Measured:
     wall_s: float
     cpu_s: float
     peak_rss_bytes: int
+    peak_pss_bytes: int
     returncode: int
     stdout: str
     machine_busy_cores: float  # every process on the machine, averaged over the wall time
@@ -117,19 +119,34 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants."""
+def _pss(pid: int) -> int:
+    """Proportional set size (shared pages split between their users), 0 if unreadable."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def tree_memory(root: int) -> tuple[int, int]:
+    """(RSS, PSS) bytes of ``root`` and all its descendants. RSS counts pages shared between
+    forked workers once per process; PSS splits them, so it is the tree's real footprint."""
     children = _children_map()
-    total, todo = 0, [root]
+    rss = pss = 0
+    todo = [root]
     while todo:
         pid = todo.pop()
         try:
             with open(f"/proc/{pid}/statm", "rb") as fh:
-                total += int(fh.read().split()[1]) * PAGE
+                rss += int(fh.read().split()[1]) * PAGE
         except (OSError, IndexError, ValueError):
             pass
+        pss += _pss(pid)
         todo += children.get(pid, [])
-    return total
+    return rss, pss
 
 
 def measure(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> Measured:
@@ -139,13 +156,14 @@ def measure(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> Mea
     with log.open("wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=err)
-        peak = 0
+        peak = peak_pss = 0
         done = threading.Event()
 
         def sample() -> None:
-            nonlocal peak
+            nonlocal peak, peak_pss
             while not done.is_set():
-                peak = max(peak, tree_rss(proc.pid))
+                rss, pss = tree_memory(proc.pid)
+                peak, peak_pss = max(peak, rss), max(peak_pss, pss)
                 done.wait(0.1)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -162,7 +180,7 @@ def measure(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> Mea
     # ru_maxrss (KiB) is the largest single process: a floor for the sampled tree peak
     peak = max(peak, usage.ru_maxrss * 1024)
     cpu = usage.ru_utime + usage.ru_stime
-    return Measured(wall, cpu, peak, proc.returncode, out, busy, server)
+    return Measured(wall, cpu, peak, peak_pss, proc.returncode, out, busy, server)
 
 
 # ---------------------------------------------------------------- S3 server and helpers
@@ -337,6 +355,7 @@ def row(case: str, input_bytes: int, m: Measured, **extra: Any) -> dict[str, Any
         "wall_s": m.wall_s,
         "mb_per_s": input_bytes / 1e6 / m.wall_s,
         "peak_rss_mib": m.peak_rss_bytes / MiB,
+        "peak_pss_mib": m.peak_pss_bytes / MiB,
         "cpu_s": m.cpu_s,
         "cpu_per_wall": m.cpu_s / m.wall_s,
         "server_cpu_s": m.server_cpu_s,
@@ -488,7 +507,8 @@ def _report(mb: float, r: dict[str, Any]) -> None:
             more += f"; run {r['run_s']:.1f} s of {r['wall_s']:.1f} s process wall"
     print(
         f"  {mb:g} MB {r['case']:>11}: {r['wall_s']:7.1f} s {r['mb_per_s']:6.1f} MB/s "
-        f"peak {r['peak_rss_mib']:5.0f} MiB cpu/wall {r['cpu_per_wall']:.2f} "
+        f"peak RSS {r['peak_rss_mib']:5.0f} MiB (PSS {r['peak_pss_mib']:.0f}) "
+        f"cpu/wall {r['cpu_per_wall']:.2f} "
         f"(S3 server {r['server_cpu_s']:.0f} s cpu, other load {r['other_busy_cores']:.2f} cores)"
         f"{more}",
         flush=True,
@@ -500,15 +520,16 @@ def markdown(mb: float, rows: list[dict[str, Any]]) -> str:
     lines = [
         f"### {mb:g} MB",
         "",
-        "| case | input MB | wall s | MB/s | peak RSS (tree) | CPU s | CPU/wall | S3 server CPU s "
-        "| other load (cores) | shards | notes |",
+        "| case | input MB | wall s | MB/s | peak RSS (PSS) of the tree | CPU s | CPU/wall "
+        "| S3 server CPU s | other load (cores) | shards | notes |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         if r.get("failed"):
             lines.append(
                 f"| {r['case']} | {r['input_mb']:.0f} | ({r['wall_s']:.1f}) | – | "
-                f"{r['peak_rss_mib']:.0f} MiB | {r['cpu_s']:.1f} | – | {r['server_cpu_s']:.1f} | "
+                f"{r['peak_rss_mib']:.0f} ({r['peak_pss_mib']:.0f}) MiB | {r['cpu_s']:.1f} | – | "
+                f"{r['server_cpu_s']:.1f} | "
                 f"{r['other_busy_cores']:.2f} | – | **{r['failed']}** |"
             )
             continue
@@ -531,7 +552,8 @@ def markdown(mb: float, rows: list[dict[str, Any]]) -> str:
             notes.append(f"{r.get('records')} unique (exact only)")
         lines.append(
             f"| {r['case']} | {r['input_mb']:.0f} | {r['wall_s']:.1f} | {r['mb_per_s']:.1f} | "
-            f"{r['peak_rss_mib']:.0f} MiB | {r['cpu_s']:.1f} | {r['cpu_per_wall']:.2f} | "
+            f"{r['peak_rss_mib']:.0f} ({r['peak_pss_mib']:.0f}) MiB | {r['cpu_s']:.1f} | "
+            f"{r['cpu_per_wall']:.2f} | "
             f"{r['server_cpu_s']:.1f} | {r['other_busy_cores']:.2f} | "
             f"{r.get('shards', '')} | {'; '.join(notes)} |"
         )
