@@ -17,6 +17,7 @@ from dataset_assets.core.layout import (
     latest_manifest_key,
     lease_key,
     manifests_prefix,
+    run_prefix,
 )
 from dataset_assets.core.manifest import FileEntry, Manifest
 from dataset_assets.storage import ObjectInfo, S3ObjectStore
@@ -85,7 +86,7 @@ def verify_build(
 # ago. Objects younger than ``min_age`` are never deleted either (new objects of a running build).
 
 _GC_FOLDERS = (*SPLITS, "quarantine", "provenance", "_cache")
-_NEVER_COLLECTED = frozenset({"manifests", "builds", "_assets", "_probe"})
+_NEVER_COLLECTED = frozenset({"manifests", "builds", "_assets", "_probe", "_runs"})
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,7 @@ def plan_gc(
                 plan.delete_keys.append(obj.key)
                 plan.delete_bytes += obj.size
     _plan_journals(store, prefix, plan, set(ids) - set(dropped), young)
+    _plan_run_folders(store, prefix, plan, at - grace)
     plan.abort_uploads = [
         u
         for u in store.list_multipart_uploads(f"{prefix}/")
@@ -328,6 +330,20 @@ def _plan_journals(
 def _is_protected(key: str, prefix: str, protection: Protection) -> bool:
     journals = (build_sidecar_prefix(prefix, b) for b in protection.kept_builds)
     return key in protection.keys or any(key.startswith(j) for j in journals)
+
+
+def _plan_run_folders(store: S3ObjectStore, prefix: str, plan: GcPlan, cutoff: datetime) -> None:
+    """Run-scoped references and step journals (``_runs/{run_id}/``) of runs that wrote
+    nothing for the grace period: finished, failed or killed runs (a retry of a failed run
+    reads its parent's references, so they stay for the grace period)."""
+    runs: dict[str, list[ObjectInfo]] = {}
+    root = run_prefix(prefix, "")
+    for obj in store.list(root):
+        runs.setdefault(obj.key.removeprefix(root).split("/", 1)[0], []).append(obj)
+    for objects in runs.values():
+        if max(_time(o) for o in objects) <= cutoff:
+            plan.delete_keys += [o.key for o in objects]
+            plan.delete_bytes += sum(o.size for o in objects)
 
 
 def collect_garbage(store: S3ObjectStore, plan: GcPlan, *, batch_size: int = 500) -> GcResult:

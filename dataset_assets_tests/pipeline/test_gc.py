@@ -246,3 +246,20 @@ def test_gc_waits_for_no_build_it_refuses_while_one_holds_the_lease(
     assert "run-building" in result.output and "nothing deleted" in result.output
     out = gc_cli(gc_config, "--keep", "1", "--apply")
     assert "deleted" in out
+
+
+def test_run_folders_idle_for_the_grace_period_are_collected(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    commit(store, [L1], tmp_path)
+    refs = [f"{PREFIX}/_runs/{run}/conversations.json" for run in ("killed-run", "live-run")]
+    store.put_bytes(refs[0], b"{}")
+    time.sleep(1.1)
+    cutoff = datetime.now(UTC)
+    time.sleep(1.1)
+    store.put_bytes(refs[1], b"{}")
+    grace = timedelta(hours=1)
+    plan = plan_gc(store, PREFIX, 1, grace=grace, min_age=ZERO, now=cutoff + grace)
+    assert [k for k in plan.delete_keys if "/_runs/" in k] == [refs[0]]
+    collect_garbage(store, plan)
+    assert [store.exists(k) for k in refs] == [False, True]

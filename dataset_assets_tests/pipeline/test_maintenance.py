@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dataset_assets.cli import app
-from dataset_assets.core.layout import build_manifest_key
+from dataset_assets.core.layout import build_manifest_key, export_key
 from dataset_assets.core.manifest import Manifest
 from dataset_assets.pipeline import build_dataset
 from dataset_assets.pipeline.maintenance import manifest_files, verify_build
@@ -87,3 +87,20 @@ def test_gc_never_touches_objects_younger_than_min_age(three_builds) -> None:
     assert result.exit_code == 0, result.output
     for build in builds:
         assert verify_build(store, build, with_export=build is builds[-1]) == []
+
+
+def test_gc_keep_one_without_grace_leaves_the_latest_whole_and_rebuildable(three_builds) -> None:
+    config, cfg, store, builds = three_builds
+    args = ["gc", "--keep", "1", "--min-age-hours", "0", "--grace-hours", "0", "--apply"]
+    result = CliRunner().invoke(app, [*args, "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    latest = builds[-1]
+    assert verify_build(store, latest, readback=True) == []
+    assert latest.export is not None
+    assert store.head(export_key(cfg.prefix)).size == latest.export.bytes
+    assert all(store.exists(k) for k in latest.cache_keys)
+    for old in builds[:-1]:
+        assert not store.exists(build_manifest_key(cfg.prefix, old.build_id))
+    again = build_dataset(cfg, store)  # unchanged inputs: same build, from what gc kept
+    assert again.build_id == latest.build_id
+    assert verify_build(store, again, readback=True) == []
