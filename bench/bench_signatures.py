@@ -290,6 +290,13 @@ def quality(args: argparse.Namespace) -> None:
         "CHOSEN Signer (bucketed MinHash)": chosen(texts),
         "rensa R-MinHash (same shingle hashes)": rensa_flat_hashes(texts),
     }
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+    for name, fn in [("previous", rensa_per_doc), ("CHOSEN Signer", chosen)]:
+        cpu, _ = timed(fn, texts)
+        print(
+            f"signing this corpus ({mb / len(texts) * 1e6:.0f} B per text), {name}: "
+            f"{mb / cpu:.1f} MB/s cpu, {len(texts) / cpu:.0f} docs/s"
+        )
     settings = [(32, 0.7), (16, 0.8), (16, 0.7), (32, 0.6)]
     print(f"{'sketch':40} {'setting':18} {'recall':>7} {'precision':>9} {'false':>6}")
     for name, sigs in sketches.items():

@@ -301,7 +301,7 @@ class Signer:
             for i, folded in zip(where, _lowercase(unicode), strict=True):
                 encoded[i] = folded
         # b" " before, between and after the texts: every word is bounded by whitespace
-        buf = b" " + b" ".join(encoded) + b" " * 9
+        buf = b" ".join([b"", *encoded, b" " * 8])
         text_start = np.empty(n, dtype=np.int64)
         if n:
             lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
@@ -312,8 +312,8 @@ class Signer:
         if not buf.isascii():
             arr = _blank_unicode_spaces(arr)
             buf = arr.tobytes()
-        word_start, word_end = _words(arr)
-        word_hash = _hash_words(buf, word_start, word_end)
+        word_start, word_length = _words(arr)
+        word_hash = _hash_words(buf, word_start, word_length)
 
         # words of each text (in order), capped
         first = np.searchsorted(word_start, text_start)
@@ -417,7 +417,7 @@ def _blank_unicode_spaces(arr: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 
 
 def _words(arr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """Byte spans ``[start, end)`` of the words of ``arr`` (ASCII whitespace separates)."""
+    """Start and length in bytes of the words of ``arr`` (ASCII whitespace separates)."""
     pos = np.flatnonzero(arr <= 32)
     # of the bytes <= 32, whitespace is \t \n \v \f \r (9-13), \x1c-\x1f (28-31) and space;
     # the other control characters (0-8, 14-27) are rare: dropped from the separators
@@ -427,16 +427,19 @@ def _words(arr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.intp], npt.NDArra
         pos = pos[~other]
     gap = np.diff(pos)
     real = gap > 1
-    ends = pos[1:][real]
-    return ends - gap[real] + 1, ends
+    start = pos[:-1][real]
+    start += 1
+    length = gap[real]
+    length -= 1
+    return start, length
 
 
-def _hash_words(buf: bytes, start: npt.NDArray[np.intp], end: npt.NDArray[np.intp]) -> U64:
-    """A 64-bit hash of each word ``buf[start:end]`` (``buf`` ends with >= 8 padding bytes)."""
+def _hash_words(buf: bytes, start: npt.NDArray[np.intp], length: npt.NDArray[np.intp]) -> U64:
+    """A 64-bit hash of each word ``buf[start:start + length]`` (``buf`` ends with >= 8 bytes
+    of padding)."""
     lanes = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
-    length = end - start
     acc = lanes[start]
-    acc &= _BYTE_MASKS[np.minimum(length, 8)]
+    acc &= _BYTE_MASKS.take(length, mode="clip")  # the word's first (up to) 8 bytes
     acc ^= length.view(np.uint64) * _K_LEN
     acc *= _K_WORD
     acc ^= acc >> _M(32)
@@ -444,13 +447,13 @@ def _hash_words(buf: bytes, start: npt.NDArray[np.intp], end: npt.NDArray[np.int
     offset = 8
     while len(longer) and offset < _LONG_WORD:
         rest = length[longer] - offset
-        lane = lanes[start[longer] + offset] & _BYTE_MASKS[np.minimum(rest, 8)]
+        lane = lanes[start[longer] + offset] & _BYTE_MASKS.take(rest, mode="clip")
         sub = (acc[longer] ^ lane) * _K_WORD
         sub ^= sub >> _M(29)
         acc[longer] = sub
         offset += 8
         longer = longer[rest > 8]
     for i in longer:  # longer than _LONG_WORD bytes
-        digest = hashlib.blake2b(buf[start[i] : end[i]], digest_size=8).digest()
-        acc[i] = int.from_bytes(digest, "little")
+        word = buf[start[i] : start[i] + length[i]]
+        acc[i] = int.from_bytes(hashlib.blake2b(word, digest_size=8).digest(), "little")
     return acc
