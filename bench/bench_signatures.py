@@ -98,7 +98,15 @@ def rensa_flat_hashes(texts: Sequence[str]) -> np.ndarray:
     return np.array(m.to_rows(), dtype=np.uint32)
 
 
-_MERSENNE = np.uint64((1 << 61) - 1)
+def rensa_flat_hashes_rho(texts: Sequence[str]) -> np.ndarray:
+    """As above with rensa's "rho" sketch (samples token positions: not full-set MinHash)."""
+    hashes, docs = _SIGNER.shingle_hashes(texts)
+    offsets = np.zeros(len(texts) + 1, dtype=np.uint64)
+    np.cumsum(np.bincount(docs, minlength=len(texts)), out=offsets[1:])
+    m = RMinHash.digest_matrix_from_flat_token_hashes_rho(hashes, offsets, NUM_PERM, SEED)
+    return np.array(m.to_rows(), dtype=np.uint32)
+
+
 _rng = np.random.default_rng(SEED)
 _A = _rng.integers(1, 1 << 32, NUM_PERM, dtype=np.uint64) | np.uint64(1)
 _B = _rng.integers(0, 1 << 32, NUM_PERM, dtype=np.uint64)
@@ -205,6 +213,7 @@ def speed(args: argparse.Namespace) -> None:
         ("rensa digest_matrix_from_token_sets, words (not shingles)", rensa_matrix_words, True),
         ("numpy shingle hashes + 128 (a*x+b) perms, min", numpy_kperm, True),
         ("numpy shingle hashes + rensa flat_token_hashes", rensa_flat_hashes, False),
+        ("numpy shingle hashes + rensa flat_token_hashes_rho", rensa_flat_hashes_rho, False),
         ("numpy shingle hashes only (Signer.shingle_hashes)", _SIGNER.shingle_hashes, False),
         ("CHOSEN numpy shingles + bucketed MinHash (Signer)", chosen, False),
         ("CHOSEN + band_keys", chosen_with_bands, False),
