@@ -2,24 +2,24 @@
 
 Record shapes, tried in this order (the first key found decides):
 
-| shape        | keys                                          | roles                          |
-|--------------|-----------------------------------------------|--------------------------------|
-| ChatML       | ``messages: [{role, content}]``               | strict: role table             |
-| grouped      | ``messages: [[{text, sender, ...}, ...], ...]``| one turn per group (texts      |
-|              | (a list of same-speaker groups; every text    | joined with a newline); roles  |
-|              | key and speaker key of turn lists is allowed) | as for turn lists: first       |
-|              |                                               | speaker ``user``, alternating  |
-| ShareGPT     | ``conversations: [{from, value}]``            | strict: role table             |
-| turn list    | ``conversation``/``dialogue``/``dialog``/     | role table when every speaker  |
-|              | ``turns``/``utterances``/``chat``: turns with | is in it; else speakers are    |
-|              | a speaker (``role``/``from``/``speaker``/     | opaque ids: user/assistant,    |
-|              | ``author``/``sender``/``user``) and a text    | flipping on each speaker       |
-|              | (``content``/``value``/``text``/``message``/  | change; no speakers at all:    |
-|              | ``utterance``)                                | alternating from ``user``      |
-| Alpaca       | ``instruction`` [+ ``input``] + ``output``    | user (instruction + input),    |
-|              |                                               | assistant (output)             |
-| pair         | ``prompt``+``response``/``completion``,       | user, assistant                |
-|              | ``question``+``answer``, ``query``+``response``|                               |
+| shape     | keys                                            | roles                         |
+|-----------|-------------------------------------------------|-------------------------------|
+| ChatML    | ``messages: [{role, content}]``                 | strict: role table            |
+| grouped   | ``messages: [[{text, sender, ...}, ...], ...]`` | one turn per group (texts     |
+|           | (a list of same-speaker groups; every text      | joined with a newline); roles |
+|           | key and speaker key of turn lists is allowed)   | as for turn lists: first      |
+|           |                                                 | speaker ``user``, alternating |
+| ShareGPT  | ``conversations: [{from, value}]``              | strict: role table            |
+| turn list | ``conversation``/``dialogue``/``dialog``/       | role table when every speaker |
+|           | ``turns``/``utterances``/``chat``: turns with   | is in it; else speakers are   |
+|           | a speaker (``role``/``from``/``speaker``/       | opaque ids: user/assistant,   |
+|           | ``author``/``sender``/``user``) and a text      | flipping on each speaker      |
+|           | (``content``/``value``/``text``/``message``/    | change; no speakers at all:   |
+|           | ``utterance``)                                  | alternating from ``user``     |
+| Alpaca    | ``instruction`` [+ ``input``] + ``output``      | user (instruction + input),   |
+|           |                                                 | assistant (output)            |
+| pair      | ``prompt``+``response``/``completion``,         | user, assistant               |
+|           | ``question``+``answer``, ``query``+``response`` |                               |
 
 A top-level string ``system`` (or ``system_prompt``) becomes the first system turn. Content may
 be a string or a list of ``{"type": "text", "text": ...}`` parts (joined).
@@ -40,16 +40,16 @@ when a conversation has none (after stripping).
 size, strings with lone surrogates, as Python's ``json`` module produces them) and raises
 nothing but :class:`InvalidRecordError`, whose ``reason`` is one of:
 
-| reason               | meaning                                                          |
-|----------------------|------------------------------------------------------------------|
-| ``unknown_shape``    | not an object, or no shape above matches (also: a speaker that is |
-|                      | an object or list, a group mixing two senders)                   |
-| ``unknown_role``     | a ChatML/ShareGPT role not in the role table                     |
-| ``empty_turn``       | a turn whose text is empty or only whitespace                    |
-| ``non_string_content``| a turn whose text is not a string (or list of text parts)       |
-| ``empty_conversation``| no turn list, or only system turns                              |
-| ``invalid_text``     | text that is not valid Unicode (a lone surrogate such as          |
-|                      | ``"\\ud800"``): it cannot be written as UTF-8                     |
+| reason                 | meaning                                                           |
+|------------------------|-------------------------------------------------------------------|
+| ``unknown_shape``      | not an object, or no shape above matches (also: a speaker that is |
+|                        | an object or list, a group mixing two senders)                    |
+| ``unknown_role``       | a ChatML/ShareGPT role not in the role table                      |
+| ``empty_turn``         | a turn whose text is empty or only whitespace                     |
+| ``non_string_content`` | a turn whose text is not a string (or list of text parts)         |
+| ``empty_conversation`` | no turn list, or only system turns                                |
+| ``invalid_text``       | text that is not valid Unicode (a lone surrogate such as          |
+|                        | ``"\\ud800"``): it cannot be written as UTF-8                     |
 
 ``detail`` is short (≤ 200 characters) and always valid UTF-8.
 """
@@ -247,7 +247,9 @@ def _grouped_turns(groups: list[list[Any]]) -> list[Message]:
                 senders.add(sender)
         if len(senders) > 1:
             names = sorted(_describe(s) for s in senders)[:3]
-            raise InvalidRecordError("unknown_shape", f"group {number} mixes senders {names}")
+            raise InvalidRecordError(
+                "unknown_shape", f"group {number} mixes senders {repr(names)[:150]}"
+            )
         speakers.append(senders.pop() if senders else None)
         texts.append("\n".join(parts))
     roles = _roles(speakers)

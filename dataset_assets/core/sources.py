@@ -8,13 +8,33 @@ Supported files (chosen by name, see :func:`source_format`):
 | ``.jsonl.gz``             | gzip (streamed)      | one JSON value per line          |
 | ``.jsonl.zst``            | zstd (streamed)      | one JSON value per line          |
 | ``.json`` (+ .gz / .zst)  | as above             | one top-level JSON array, parsed |
-|                           |                      | element by element               |
+|                           |                      | element by element (a file of    |
+|                           |                      | bare objects is read the same)   |
 
-Every record yields a :class:`RawItem` or a :class:`BadItem` with a stable ``reason``:
-``malformed_json``, ``invalid_utf8``, ``line_too_long`` (a line longer than ``max_line_bytes``,
-skipped in chunks without being read whole), ``truncated_record`` (a file cut mid-record: every
-complete record before the cut is yielded, then exactly one bad item for the tail) and
-``not_a_json_array``. ``line`` is the 1-based line number (JSONL) or element index (JSON array).
+Both formats parse every record with orjson (same numbers, same limits: integers beyond 64 bits
+become floats, nesting deeper than 1024 is refused) and accept a leading UTF-8 BOM.
+
+Every record yields a :class:`RawItem` or a :class:`BadItem` with a stable ``reason`` and a
+``detail`` saying where and why:
+
+| reason               | meaning                                                            |
+|----------------------|--------------------------------------------------------------------|
+| ``malformed_json``   | not JSON (bad token, broken brackets, number out of range, nesting |
+|                      | deeper than 1024, garbage after an array)                          |
+| ``invalid_utf8``     | bytes that are not UTF-8                                           |
+| ``invalid_text``     | a ``\\uD800``-style escape that is not a valid surrogate pair      |
+| ``line_too_long``    | a line / array element over ``max_line_bytes``: skipped in chunks, |
+|                      | never held whole, reading goes on after it                         |
+| ``truncated_record`` | the file is cut mid-record: every complete record before the cut   |
+|                      | is yielded, then exactly one bad item for the tail                 |
+| ``not_a_json_array`` | a ``.json`` file that starts with neither ``[`` nor ``{``          |
+
+``line`` is the 1-based line number (JSONL) or element index (JSON array; the element's line in
+the file is in ``detail``). One bad JSON-array element is one bad item: reading resynchronizes at
+the next element (see :func:`iter_array_items`).
+
+Local files are named by :func:`local_uri` (relative to the config folder, always UTF-8) and
+opened by their real path (:attr:`SourceRef.path`).
 """
 
 import glob
@@ -321,6 +341,7 @@ _STRING = rb'"[^"\\\n]*+(?:\\[^\n][^"\\\n]*+)*+"'
 # string not closed on its line (JSON strings never hold a raw newline).
 _STRUCTURE = re.compile(rb'[^"\n\[\]{}]*+(?:' + _STRING + rb'[^"\n\[\]{}]*+)*+([\[\]{}\n"])')
 _SCALAR = re.compile(_STRING + rb'|[^\s,\[\]{}"]++')
+_FIRST_KEY = re.compile(rb'\{[ \t\r\n]*+("[^"\\\n]{1,64}+")[ \t\r\n]*+:')
 _INDENT = re.compile(rb"[ \t]*+")
 
 
@@ -356,6 +377,9 @@ class _ArrayParser:
         self.line = 1
         self.line_start = 0
         self.index = 0
+        # what the last good element looked like: where a broken one may be followed by the next
+        self.good_key = b""
+        self.good_indent: int | None = None
 
     # -- the byte window --------------------------------------------------------------------
 
@@ -379,7 +403,7 @@ class _ArrayParser:
                 return None
         return self.buf[pos - self.base]
 
-    def bytes(self, start: int, end: int) -> bytes:
+    def held(self, start: int, end: int) -> bytes:
         return bytes(self.buf[max(start - self.base, 0) : end - self.base])
 
     def skip_ws(self, pos: int) -> int:
@@ -402,9 +426,22 @@ class _ArrayParser:
         lead = _INDENT.match(self.buf, self.line_start - self.base, pos - self.base)
         return lead.end() - lead.start() if lead else 0
 
-    def starts_line(self, pos: int) -> bool:
-        """True if only whitespace precedes ``pos`` on the current line."""
-        return self.indent(pos) == pos - self.line_start
+    def looks_like_start(self, pos: int, indent: int | None, first_key: bytes) -> bool:
+        """Could the bracket at ``pos`` start the element after a broken one? Yes if it starts
+        a line no deeper indented than that element, or follows a comma and opens an object
+        with the same first key (``{"messages":`` in a one-line array)."""
+        column = pos - self.line_start
+        if indent is not None and column <= indent and self.indent(pos) == column:
+            return True
+        if not first_key or self.buf[pos - self.base] != ord("{"):
+            return False
+        key = _FIRST_KEY.match(self.buf, pos - self.base)
+        if key is None or key.group(1) != first_key:
+            return False
+        i = pos - self.base - 1
+        while i >= 0 and self.buf[i] in b" \t\r\n":
+            i -= 1
+        return i >= 0 and self.buf[i] == ord(",")
 
     # -- the file ---------------------------------------------------------------------------
 
@@ -414,12 +451,12 @@ class _ArrayParser:
         first = self.byte_at(pos)
         if first is None:
             return
-        if first != ord("["):
-            raw = self.bytes(pos, pos + _RAW_KEEP)
-            yield BadItem(1, "not_a_json_array", raw, "the file does not start with '['")
+        if first not in b"[{":
+            raw = self.held(pos, pos + _RAW_KEEP)
+            yield BadItem(1, "not_a_json_array", raw, "the file starts with neither '[' nor '{'")
             return
-        pos += 1
-        in_array = True
+        in_array = first == ord("[")
+        pos += in_array
         while True:
             self.keep = pos
             pos = self.skip_ws(pos)
@@ -445,11 +482,11 @@ class _ArrayParser:
 
     def bad(self, reason: str, start: int, line: int, why: str) -> BadItem:
         where = f"element {self.index} at line {line}"
-        return BadItem(self.index, reason, self.bytes(start, start + _RAW_KEEP), f"{where}: {why}")
+        return BadItem(self.index, reason, self.held(start, start + _RAW_KEEP), f"{where}: {why}")
 
     def parse(self, start: int, end: int, line: int) -> tuple[RawItem | BadItem, str]:
         """The element's item, and why it does not parse ("" when it does)."""
-        data = self.bytes(start, end)
+        data = self.held(start, end)
         try:
             return RawItem(self.index, orjson.loads(data)), ""
         except orjson.JSONDecodeError as exc:
@@ -491,6 +528,9 @@ class _ArrayParser:
             except orjson.JSONDecodeError:
                 pass  # the scan below finds where it is broken and where to resume
             else:
+                key = _FIRST_KEY.match(self.buf, m.start())
+                self.good_key = key.group(1) if key else self.good_key
+                self.good_indent = self.indent(start)
                 newlines = self.buf.count(b"\n", m.start(), m.end())
                 if newlines:
                     self.line += newlines
@@ -502,6 +542,10 @@ class _ArrayParser:
     def scan(self, start: int) -> Generator[RawItem | BadItem, None, int]:
         line = self.line
         own_indent = self.indent(start)
+        if own_indent is not None and self.good_indent is not None:
+            own_indent = max(own_indent, self.good_indent)
+        key = _FIRST_KEY.match(self.buf, start - self.base)
+        first_key = self.good_key or (key.group(1) if key else b"")
         stack: list[int] = []
         broken = ""  # why the brackets cannot be trusted
         resync: tuple[int, int, int] | None = None  # position, line, line start
@@ -551,13 +595,7 @@ class _ArrayParser:
                     continue
                 broken = broken or "unterminated string"
             elif ch in _OPEN:
-                if (
-                    stack
-                    and resync is None
-                    and own_indent is not None
-                    and self.starts_line(at)
-                    and at - self.line_start <= own_indent
-                ):
+                if stack and resync is None and self.looks_like_start(at, own_indent, first_key):
                     resync = (at, self.line, self.line_start)
                 stack.append(ch)
             else:
@@ -577,7 +615,7 @@ class _ArrayParser:
                 yield item
                 return pos
         if resync is None:
-            yield self.bad(_parse_reason(self.bytes(start, pos), None), start, line, broken)
+            yield self.bad(_parse_reason(self.held(start, pos), None), start, line, broken)
             return pos
         return (yield from self.cut(start, line, resync, broken))
 
@@ -586,7 +624,7 @@ class _ArrayParser:
     ) -> Generator[RawItem | BadItem, None, int]:
         """The element is broken: report it up to ``resync`` and read on from there."""
         at, self.line, self.line_start = resync
-        yield self.bad(_parse_reason(self.bytes(start, at), None), start, line, why)
+        yield self.bad(_parse_reason(self.held(start, at), None), start, line, why)
         return at
 
 

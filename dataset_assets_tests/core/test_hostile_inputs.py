@@ -7,6 +7,7 @@ the record) and must end with every record accounted for and every output line v
 
 import io
 import json
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -209,3 +210,30 @@ def test_quarantine_writer_accepts_surrogates_in_every_field(tmp_path: Path) -> 
     (entry,) = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     assert entry["source"] == "bad-\\udcff.jsonl" and entry["reason"] == "unknown_shape"
     assert quarantine.counts == Counter({"unknown_shape": 1})
+
+
+LAYOUTS = {
+    "compact": json.dumps([_chat(i) for i in range(12)]).encode(),
+    "pretty": json.dumps([_chat(i) for i in range(12)], indent=2).encode(),
+    "jsonl": b"".join(orjson.dumps(_chat(i)) + b"\n" for i in range(12)),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_randomly_damaged_files_never_raise(layout: str, tmp_path: Path) -> None:
+    rng = random.Random(layout)
+    alphabet = b'{}[]",:\\\n \xff\xef0a'
+    for _ in range(150):
+        data = bytearray(LAYOUTS[layout])
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(data))
+            roll = rng.random()
+            if roll < 0.4:
+                data[at] = rng.choice(alphabet)
+            elif roll < 0.7:
+                del data[at]
+            else:
+                data.insert(at, rng.choice(alphabet))
+        for name in ("damaged.json", "damaged.jsonl"):
+            kept, entries = _pass(bytes(data), name, tmp_path)
+            assert kept or entries

@@ -78,10 +78,15 @@ def test_bad_lines_are_reported_with_reason_and_line() -> None:
 
 
 def test_json_file_that_is_not_an_array_is_one_bad_item() -> None:
-    items = _items(b'{"messages": []}', "x.json")
+    items = _items(b'"a string"\n', "x.json")
     assert [(i.reason, i.line) for i in items if isinstance(i, BadItem)] == [
         ("not_a_json_array", 1)
     ]
+
+
+def test_json_file_holding_objects_without_an_array_yields_each_object() -> None:
+    assert [i.value for i in _items(b'{"messages": []}', "x.json")] == [{"messages": []}]
+    assert [i.value for i in _items(JSONL, "x.json")] == RECORDS
 
 
 def _big_record(size: int) -> bytes:
