@@ -360,7 +360,8 @@ class Signer:
         sigs = np.asarray(sigs)
         if sigs.ndim != 2 or sigs.shape[1] != self.num_perm:
             raise ValueError(f"signatures must have shape (n, {self.num_perm}), not {sigs.shape}")
-        cube = sigs.astype(np.uint64).reshape(len(sigs), self.bands, self.rows)
+        # via uint32: an int32 or int64 copy of the same signatures gives the same keys
+        cube = sigs.astype(np.uint32).astype(np.uint64).reshape(len(sigs), self.bands, self.rows)
         acc = np.broadcast_to(self._band_seed, (len(sigs), self.bands)).copy()
         for j in range(self.rows):
             acc ^= cube[:, :, j] * self._band_coef[j]

@@ -239,6 +239,9 @@ def test_band_keys_equal_iff_band_rows_equal():
             sigs[i + 1, b * 4 + rng.integers(4)] ^= np.uint32(1 << int(rng.integers(32)))
     keys = signer.band_keys(sigs)
     assert keys.shape == (400, 32) and keys.dtype == np.uint64
+    # signatures read back as int32 (a SQL INTEGER) or int64 give the same keys
+    assert np.array_equal(signer.band_keys(sigs.view(np.int32)), keys)
+    assert np.array_equal(signer.band_keys(sigs.astype(np.int64)), keys)
     assert keys.view(np.int64).shape == (400, 32)
     rows = sigs.reshape(400, 32, 4)
     same_rows = (rows[0::2] == rows[1::2]).all(axis=2)
