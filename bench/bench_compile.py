@@ -326,7 +326,7 @@ BUILD_CMD = [
 def step_times(dagster_home: Path) -> dict[str, Any]:
     """Per-step wall seconds of the latest run in ``dagster_home`` (Dagster's own step stats),
     and the time outside any step (process start, planning, step process launches)."""
-    from dagster import DagsterInstance
+    from dagster import DagsterEventType, DagsterInstance
 
     try:
         with DagsterInstance.from_config(str(dagster_home)) as instance:
@@ -335,6 +335,8 @@ def step_times(dagster_home: Path) -> dict[str, Any]:
                 return {}
             stats = instance.get_run_step_stats(runs[0].run_id)
             run_stats = instance.get_run_stats(runs[0].run_id)
+            kinds = {DagsterEventType.STEP_WORKER_STARTING, DagsterEventType.STEP_START}
+            events = instance.all_logs(runs[0].run_id, of_type=kinds)
     except Exception as exc:  # measurement extra: never fail the benchmark on it
         return {"error": repr(exc)[:200]}
     steps = {
@@ -342,7 +344,17 @@ def step_times(dagster_home: Path) -> dict[str, Any]:
         for st in stats
         if st.start_time is not None and st.end_time is not None
     }
-    out: dict[str, Any] = {"steps": steps}
+    # step process launches: from "launching subprocess" to the step's start, summed
+    starting: dict[str, float] = {}
+    launch = 0.0
+    for event in events:
+        if event.dagster_event is None or event.step_key is None:
+            continue
+        if event.dagster_event.event_type == DagsterEventType.STEP_WORKER_STARTING:
+            starting[event.step_key] = event.timestamp
+        elif event.step_key in starting:
+            launch += event.timestamp - starting.pop(event.step_key)
+    out: dict[str, Any] = {"steps": steps, "step_launch_s": round(launch, 2)}
     if run_stats.start_time and run_stats.end_time:
         out["run_s"] = round(run_stats.end_time - run_stats.start_time, 2)
     return out
@@ -505,6 +517,7 @@ def _report(mb: float, r: dict[str, Any]) -> None:
         more += "\n      steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in top)
         if "run_s" in r:
             more += f"; run {r['run_s']:.1f} s of {r['wall_s']:.1f} s process wall"
+        more += f"; step process launches {r.get('step_launch_s', 0):.1f} s"
     print(
         f"  {mb:g} MB {r['case']:>11}: {r['wall_s']:7.1f} s {r['mb_per_s']:6.1f} MB/s "
         f"peak RSS {r['peak_rss_mib']:5.0f} MiB (PSS {r['peak_pss_mib']:.0f}) "
