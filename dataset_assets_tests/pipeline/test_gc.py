@@ -20,11 +20,15 @@ from dataset_assets.core.layout import (
     lease_key,
 )
 from dataset_assets.core.manifest import Manifest
+from dataset_assets.pipeline import build_dataset
+from dataset_assets.pipeline.build import Build
 from dataset_assets.pipeline.commit import commit_manifest, read_pointer
 from dataset_assets.pipeline.lease import BuildLease
 from dataset_assets.pipeline.maintenance import collect_garbage, plan_gc, verify_build
 from dataset_assets.storage import S3ObjectStore, S3Settings
+from dataset_assets_tests.builds import config_and_store, write_build_config
 from dataset_assets_tests.pipeline.test_commit import publish_shards
+from dataset_assets_tests.pipeline.test_maintenance import _env as _cli_env
 
 PREFIX = "final_dataset"
 ZERO = timedelta(0)
@@ -263,3 +267,53 @@ def test_run_folders_idle_for_the_grace_period_are_collected(
     assert [k for k in plan.delete_keys if "/_runs/" in k] == [refs[0]]
     collect_garbage(store, plan)
     assert [store.exists(k) for k in refs] == [False, True]
+
+
+def test_gc_during_a_real_build_never_deletes_what_it_commits(
+    tmp_path: Path, seaweed: S3Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_build_config(tmp_path, f"gc-real-{uuid.uuid4().hex[:10]}")
+    cfg, store = config_and_store(config, seaweed)
+    for key, value in _cli_env(seaweed, config).items():
+        monkeypatch.setenv(key, value)
+    extra = tmp_path / "data" / "generated" / "coding_help-extra.jsonl"
+    body = b"".join(
+        orjson.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": f"question {i} " * 8},
+                    {"role": "assistant", "content": f"answer {i} " * 8},
+                ]
+            }
+        )
+        + b"\n"
+        for i in range(60)
+    )
+    extra.write_bytes(body)
+    a = build_dataset(cfg, store)  # A
+    extra.unlink()
+    time.sleep(1.1)
+    b = build_dataset(cfg, store)  # B without the source
+    extra.write_bytes(body)
+    time.sleep(1.1)
+    c_build = Build(cfg, store, uuid.uuid4().hex)  # C with it restored, up to its commit
+    result = c_build.compile()
+    shards, _ = c_build.shards(result)
+    export = c_build.export(shards)
+    reused = {s.key for split in shards.values() for s in split} - {s.key for s in b.shards}
+    assert reused and reused <= {s.key for s in a.shards}  # C reuses A's shards
+
+    refused = CliRunner().invoke(
+        app, ["gc", "--config", str(config), "--keep", "1", "--min-age-hours", "0", "--apply"]
+    )
+    assert refused.exit_code == 1 and c_build.run_id in refused.output  # C holds the lease
+    # a collector that ignores the lease still keeps A: its manifest is inside the grace period
+    plan = plan_gc(store, cfg.prefix, 1, min_age=ZERO)
+    assert a.build_id in plan.kept_builds
+    collect_garbage(store, plan)
+    c = c_build.commit(
+        result, [e for split in ("train", "val", "test") for e in shards[split]], export
+    )
+
+    assert read_pointer(store, cfg.prefix).build_id == c.build_id
+    assert verify_build(store, c, readback=True) == []

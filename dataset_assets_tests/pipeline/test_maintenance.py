@@ -57,7 +57,7 @@ def test_verify_passes_then_names_the_object_that_changed(three_builds) -> None:
     assert shard.uri in bad.output
 
 
-def test_gc_is_a_dry_run_until_applied_and_keeps_the_newest_builds_intact(three_builds) -> None:
+def test_gc_is_a_dry_run_until_applied_then_keeps_the_newest_builds_whole(three_builds) -> None:
     config, cfg, store, builds = three_builds
     runner = CliRunner()
     args = ["gc", "--keep", "2", "--min-age-hours", "0", "--grace-hours", "0"]
@@ -80,6 +80,20 @@ def test_gc_is_a_dry_run_until_applied_and_keeps_the_newest_builds_intact(three_
     }
     assert only_oldest and not any(store.exists(k) for k in only_oldest)
 
+    # then down to the latest alone: it stays whole and an unchanged rebuild reproduces it
+    args = ["gc", "--keep", "1", "--min-age-hours", "0", "--grace-hours", "0", "--apply"]
+    result = runner.invoke(app, [*args, "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    latest = builds[-1]
+    assert verify_build(store, latest, readback=True) == []
+    assert latest.export is not None
+    assert store.head(export_key(cfg.prefix)).size == latest.export.bytes
+    assert all(store.exists(k) for k in latest.cache_keys)
+    assert not store.exists(build_manifest_key(cfg.prefix, builds[1].build_id))
+    again = build_dataset(cfg, store)
+    assert again.build_id == latest.build_id
+    assert verify_build(store, again, readback=True) == []
+
 
 def test_gc_never_touches_objects_younger_than_min_age(three_builds) -> None:
     config, cfg, store, builds = three_builds
@@ -87,20 +101,3 @@ def test_gc_never_touches_objects_younger_than_min_age(three_builds) -> None:
     assert result.exit_code == 0, result.output
     for build in builds:
         assert verify_build(store, build, with_export=build is builds[-1]) == []
-
-
-def test_gc_keep_one_without_grace_leaves_the_latest_whole_and_rebuildable(three_builds) -> None:
-    config, cfg, store, builds = three_builds
-    args = ["gc", "--keep", "1", "--min-age-hours", "0", "--grace-hours", "0", "--apply"]
-    result = CliRunner().invoke(app, [*args, "--config", str(config)])
-    assert result.exit_code == 0, result.output
-    latest = builds[-1]
-    assert verify_build(store, latest, readback=True) == []
-    assert latest.export is not None
-    assert store.head(export_key(cfg.prefix)).size == latest.export.bytes
-    assert all(store.exists(k) for k in latest.cache_keys)
-    for old in builds[:-1]:
-        assert not store.exists(build_manifest_key(cfg.prefix, old.build_id))
-    again = build_dataset(cfg, store)  # unchanged inputs: same build, from what gc kept
-    assert again.build_id == latest.build_id
-    assert verify_build(store, again, readback=True) == []
