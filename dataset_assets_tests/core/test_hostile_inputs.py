@@ -7,6 +7,7 @@ the record) and must end with every record accounted for and every output line v
 
 import io
 import json
+import os
 import random
 from collections import Counter
 from pathlib import Path
@@ -237,3 +238,74 @@ def test_randomly_damaged_files_never_raise(layout: str, tmp_path: Path) -> None
         for name in ("damaged.json", "damaged.jsonl"):
             kept, entries = _pass(bytes(data), name, tmp_path)
             assert kept or entries
+
+
+def _hostile_folder(root: Path) -> list[str]:
+    """A family folder of hostile files; returns the uris they should be listed under."""
+    data = root / "data"
+    data.mkdir()
+    files = {
+        "huge-int.json": _array([GOOD[0], HOSTILE_ARRAYS["5000-digit integer"][0], GOOD[1]]),
+        "deep.json": _array([GOOD[0], HOSTILE_ARRAYS["5000-deep nesting"][0]]),
+        "surrogate.json": _array([HOSTILE_ARRAYS["lone surrogate in content"][0], GOOD[2]]),
+        "odd-shapes.jsonl": "".join(line + "\n" for line, _ in HOSTILE_LINES.values()).encode(),
+        "bom.json": b"\xef\xbb\xbf" + _array(GOOD),
+        "bad-byte.json": _array([GOOD[0], '{"messages": "caf\udce9"}', GOOD[1]]),
+        "grouped.jsonl": orjson.dumps(
+            {
+                "id": 1,
+                "messages": [
+                    [{"text": "hi", "sender": "a", "timestamp": 1}],
+                    [{"text": "yo", "sender": "b", "timestamp": 2}],
+                ],
+            }
+        ),
+    }
+    for name, body in files.items():
+        (data / name).write_bytes(body)
+    with open(os.fsencode(data) + b"/bad-\xff.jsonl", "wb") as fh:
+        fh.write(orjson.dumps(_chat(9)) + b"\n")
+    return sorted(["data/bad-\\xff.jsonl", *(f"data/{name}" for name in files)])
+
+
+def test_hostile_files_compile_to_records_and_quarantine_entries(tmp_path: Path) -> None:
+    """Stage 1 of the compile over every hostile file: nothing raises, every record is
+    published or quarantined, and no absolute path reaches the output."""
+    from dataset_assets.core.config import parse_config
+    from dataset_assets.core.partition import (
+        QUARANTINE_NAME,
+        RECORDS_NAME,
+        PartitionSpec,
+        process_partition,
+        read_records,
+    )
+    from dataset_assets.pipeline.sources import list_sources, open_source
+
+    expected = _hostile_folder(tmp_path)
+    cfg = parse_config({"bucket": "bkt", "families": [{"name": "f", "paths": ["data"]}]}, tmp_path)
+    refs = list_sources(cfg.families[0], None, root=tmp_path)
+    assert sorted(r.uri for r in refs) == expected
+    published = 0
+    reasons: Counter[str] = Counter()
+    for number, ref in enumerate(refs):
+        out = tmp_path / "out" / str(number)
+        spec = PartitionSpec(ref.family, False, ref.uri, ref.size, ref.fingerprint)
+        with open_source(ref, None) as stream:
+            summary = process_partition(stream, spec, cfg, out)
+        assert summary.input_records == summary.candidates + sum(
+            summary.quarantined_by_reason.values()
+        )
+        lines = list(read_records(out / RECORDS_NAME))
+        entries = (out / QUARANTINE_NAME).read_bytes().splitlines()
+        for raw in [*lines, *entries]:
+            assert str(tmp_path).encode() not in raw
+            orjson.loads(raw)
+        published += len(lines)
+        reasons.update(orjson.loads(e)["reason"] for e in entries)
+    assert published == 12  # every good element and line, the grouped chat, bad-\xff.jsonl
+    assert reasons == {
+        "malformed_json": 3,
+        "unknown_shape": 2,
+        "invalid_text": 2,
+        "invalid_utf8": 1,
+    }
