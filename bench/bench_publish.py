@@ -12,17 +12,30 @@ side by side in one run:
 Prints records/s and MB/s of each and the ratios (the bar's numbers: plain JSONL shards + sha256
 139k-226k rec/s locally; with put + HEAD + delete 51k-83k rec/s).
 
-    .venv/bin/python bench/bench_publish.py [--records 100000] [--shard-mib 16]
+Then one large file (``--large-mib``, 0 to skip), alternating ``--repeat`` rounds, median MB/s:
+
+* ``s5cmd cp`` of the local file (its defaults: 50 MiB parts, 5 in flight);
+* ``ours publish``: ``Publisher.publish`` of the staged file (upload + HEAD verify; digest made
+  while writing, not timed), the migration path, at the config's default 16 MiB part size;
+* ``ours export stream``: the export's fallback, the same bytes as 5 MiB-or-smaller shards
+  already in S3 read back with streaming GETs (sha256 checked per shard) into one
+  transfer-manager upload, ETag verified (``storage.compose.stream_parts``);
+* ``ours export compose``: the same export composed server-side (``UploadPartCopy``) when the
+  shards allow it.
+
+    .venv/bin/python bench/bench_publish.py [--records 100000] [--shard-mib 16] [--large-mib 512]
 """
 
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 _REPO = str(Path(__file__).resolve().parent.parent)
@@ -35,11 +48,17 @@ import botocore.config  # noqa: E402
 import orjson  # noqa: E402
 from gen_corpus import generate  # noqa: E402
 
+from dataset_assets.core.hashing import digest_file  # noqa: E402
 from dataset_assets.core.layout import shard_key  # noqa: E402
 from dataset_assets.core.shards import write_shards  # noqa: E402
+from dataset_assets.core.staged import StagedFile  # noqa: E402
+from dataset_assets.pipeline.entries import file_entry  # noqa: E402
 from dataset_assets.storage import Publisher, S3ObjectStore, SeaweedServer  # noqa: E402
+from dataset_assets.storage.compose import compose_parts, stream_parts  # noqa: E402
 
 MiB = 1024 * 1024
+# (part MiB, threads) of the export's streamed fallback; the first is the library default.
+STREAM_SETTINGS = [(32, 8), (16, 4), (16, 8), (64, 8), (8, 10)]
 
 
 def _records(n: int) -> list[bytes]:
@@ -130,12 +149,138 @@ def run_s5cmd(
     return time.perf_counter() - t
 
 
+def _large_file(path: Path, size: int) -> None:
+    """A large JSONL-like file (random text, so nothing compresses or dedups on the way)."""
+    block = os.urandom(4 * MiB).hex().encode()[: 4 * MiB]
+    with path.open("wb") as fh:
+        left = size
+        while left:
+            n = min(left, len(block))
+            fh.write(block[:n])
+            left -= n
+
+
+def _s5cmd_env(server: SeaweedServer) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+        "AWS_REGION": "us-east-1",
+    }
+
+
+def bench_large(server: SeaweedServer, root: Path, size: int, repeat: int) -> None:
+    """Median MB/s of one large upload: s5cmd vs our publish vs our export stream/compose."""
+    exe = shutil.which("s5cmd") or str(Path(sys.executable).parent / "s5cmd")
+    big = root / "large.jsonl"
+    _large_file(big, size)
+    bucket = f"large-{uuid.uuid4().hex[:8]}"
+    store = S3ObjectStore(bucket, server.settings(), part_size=16 * MiB)
+    store.ensure_bucket()
+    # The export's sources: shards already published (not timed), all but one under 5 MiB
+    # for the stream, 64 MiB for the compose.
+    shards = {}
+    for label, shard_size in (("small", 4 * MiB), ("big", 64 * MiB)):
+        entries = []
+        with big.open("rb") as fh, Publisher(store) as publisher:
+            i = 0
+            while chunk := fh.read(shard_size):
+                path = root / f"shard-{label}-{i}"
+                path.write_bytes(chunk)
+                digest = digest_file(path, store.part_size)
+                staged = StagedFile(path, f"shards-{label}/{i:05d}", digest, 1)
+                entries.append(file_entry(publisher.publish(staged), md5=digest.md5))
+                i += 1
+        shards[label] = entries
+    digest = digest_file(big, store.part_size)
+    results: dict[str, list[float]] = {}
+    cpu: dict[str, list[tuple[float, float]]] = {}
+    weed_pid = int(server.pid_path.read_text())
+
+    def timed(name: str, run: Callable[[int], None], r: int) -> None:
+        c0, w0 = _cpu_seconds(), _process_cpu_seconds(weed_pid)
+        t = time.perf_counter()
+        run(r)
+        results.setdefault(name, []).append(size / 1e6 / (time.perf_counter() - t))
+        gb = size / 1e9
+        cpu.setdefault(name, []).append(
+            ((_cpu_seconds() - c0) / gb, (_process_cpu_seconds(weed_pid) - w0) / gb)
+        )
+
+    def s5(r: int) -> None:
+        subprocess.run(
+            [exe, "--endpoint-url", server.endpoint_url, "cp", str(big), f"s3://{bucket}/s5/{r}"],
+            check=True,
+            env=_s5cmd_env(server),
+            stdout=subprocess.DEVNULL,
+        )
+
+    def publish(r: int) -> None:
+        staged = StagedFile(big, f"ours/{r}", digest, 1, keep_local=True)
+        Publisher(store).publish(staged)
+
+    for r in range(repeat):
+        if Path(exe).exists():
+            timed("s5cmd cp (local file)", s5, r)
+        timed("ours publish (upload + HEAD verify)", publish, r)
+        for mib, threads in STREAM_SETTINGS:
+            timed(
+                f"ours export stream {mib} MiB x {threads}",
+                lambda r, m=mib, t=threads: stream_parts(
+                    store, f"stream/{r}", shards["small"], part_size=m * MiB, max_concurrency=t
+                ),
+                r,
+            )
+        timed(
+            "ours export compose (UploadPartCopy)",
+            lambda r: compose_parts(store, f"compose/{r}", shards["big"]),
+            r,
+        )
+    print(f"\none {size / MiB:.0f} MiB file, {repeat} rounds, median MB/s, SeaweedFS on loopback")
+    base = statistics.median(results.get("s5cmd cp (local file)", [float("nan")]))
+    print("(client / server CPU seconds per GB: the machine is shared, CPU is what to compare)")
+    for name, rates in results.items():
+        median = statistics.median(rates)
+        spread = ", ".join(f"{x:.0f}" for x in rates)
+        client = statistics.median(c for c, _ in cpu[name])
+        weed = statistics.median(w for _, w in cpu[name])
+        print(
+            f"{name:40s} {median:6.1f} MB/s ({spread}) {median / base:5.2f}x s5cmd"
+            f"  cpu/GB client {client:5.1f} s, server {weed:5.1f} s"
+        )
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (s5cmd)."""
+    me, kids = os.times(), None
+    kids = (me.children_user, me.children_system)
+    return me.user + me.system + sum(kids)
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of another process (the S3 server), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--shard-mib", type=int, default=16)
     parser.add_argument("--port-base", type=int, default=18600)
+    parser.add_argument("--large-mib", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only-large", action="store_true")
     args = parser.parse_args()
+    if args.only_large:
+        with tempfile.TemporaryDirectory(prefix="bench-large-") as tmp:
+            server = SeaweedServer(Path(tmp) / "weed", port_base=args.port_base)
+            server.start()
+            try:
+                bench_large(server, Path(tmp), args.large_mib * MiB, args.repeat)
+            finally:
+                server.stop()
+        return
     shard = args.shard_mib * MiB
     lines = _records(args.records)
     mb = sum(map(len, lines)) / 1e6
@@ -158,6 +303,8 @@ def main() -> None:
             s5 = run_s5cmd(lines, server, bucket, root / "s", shard)
             if s5 is not None:
                 results["s5cmd cp (write+upload)"] = s5
+            if args.large_mib:
+                bench_large(server, root, args.large_mib * MiB, args.repeat)
         finally:
             server.stop()
     print(

@@ -98,3 +98,38 @@ def multipart_etag(part_md5s: list[str]) -> str:
     ``md5(concat(md5_i))-N``."""
     joined = b"".join(bytes.fromhex(m) for m in part_md5s)
     return f"{hashlib.md5(joined).hexdigest()}-{len(part_md5s)}"
+
+
+@dataclass
+class PartMD5Hasher:
+    """Only the per-part MD5s of a byte stream: the ETag an upload in ``part_size`` parts gets
+    (for bytes whose sha256 is checked elsewhere, e.g. per source while they are streamed)."""
+
+    part_size: int = DEFAULT_PART_SIZE
+    _part: "hashlib._Hash" = field(default_factory=hashlib.md5)
+    _part_fill: int = 0
+    _part_digests: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.size += len(data)
+        view = memoryview(data)
+        while view:
+            chunk = view[: self.part_size - self._part_fill]
+            self._part.update(chunk)
+            self._part_fill += len(chunk)
+            view = view[len(chunk) :]
+            if self._part_fill == self.part_size:
+                self._part_digests.append(self._part.digest())
+                self._part = hashlib.md5()
+                self._part_fill = 0
+
+    @property
+    def etag(self) -> str:
+        """Single-part MD5 below ``part_size`` (a plain PUT), else ``md5-of-md5s-N``."""
+        parts = list(self._part_digests)
+        if self._part_fill or not parts:
+            parts.append(self._part.digest())
+        if self.size < self.part_size:
+            return parts[0].hex()
+        return f"{hashlib.md5(b''.join(parts)).hexdigest()}-{len(parts)}"

@@ -9,9 +9,10 @@ last under 5 MiB, more than 10,000 shards, a shard without a recorded MD5), stre
 back from S3 into one upload, checking each shard's sha256 on the way.
 
 The export's manifest entry lists its ``parts`` (the shard keys) and its verified multipart
-``etag``. A composed export has no sha256 of its own (its bytes never pass through the build):
-``verify --readback`` checks each part's byte range against that shard's sha256
-(:func:`export_problems`). A streamed one records the sha256 of the bytes it sent.
+``etag``, and has no sha256 of its own: composed, its bytes never pass through the build;
+streamed, each shard's bytes are checked against that shard's sha256 on the way, and a second,
+whole-file sha256 would cost a core-second per ~500 MB for no extra assurance. ``verify
+--readback`` checks each part's byte range against its shard's sha256 (:func:`export_problems`).
 
 The fixed, well-known key (``compiled/final_training_dataset.jsonl``) changes only after a build
 commits: :func:`promote_export`, called after the latest pointer names the build, server-side
@@ -69,7 +70,7 @@ def compose_export(store: S3ObjectStore, parts: Sequence[FileEntry], key: str) -
 
     Returns:
         The export's manifest entry: size, records and families summed over the parts, the
-        verified ``etag``, ``parts`` (the shard keys), and the sha256 only when streamed.
+        verified ``etag`` and ``parts`` (the shard keys); no whole-file sha256.
 
     Raises:
         VerificationError: a shard in S3 differs from its entry (names the shard) or the result
@@ -81,10 +82,8 @@ def compose_export(store: S3ObjectStore, parts: Sequence[FileEntry], key: str) -
         etag = _already_composed(store, key, parts, metadata["parts-sha256"])
         if etag is None:
             etag = compose_parts(store, key, parts, metadata=metadata).etag
-        sha256 = None
     else:
-        streamed = stream_parts(store, key, parts, metadata=metadata)
-        etag, sha256 = streamed.etag, streamed.sha256
+        etag = stream_parts(store, key, parts, metadata=metadata).etag
     families: Counter[str] = Counter()
     for part in parts:
         families.update(part.families)
@@ -92,7 +91,6 @@ def compose_export(store: S3ObjectStore, parts: Sequence[FileEntry], key: str) -
         key=key,
         uri=store.uri(key),
         bytes=sum(p.bytes for p in parts),
-        sha256=sha256,
         records=sum(p.records for p in parts),
         families=dict(families),
         etag=etag,

@@ -22,6 +22,7 @@ import concurrent.futures
 import contextlib
 import hashlib
 import io
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from boto3.s3.transfer import TransferConfig
 from s3transfer.utils import ChunksizeAdjuster
 
 from dataset_assets.core.errors import StorageError, UploadFailedError, VerificationError
-from dataset_assets.core.hashing import Digest, StreamHasher, multipart_etag
+from dataset_assets.core.hashing import PartMD5Hasher, multipart_etag
 from dataset_assets.storage.objects import (
     MIN_PART_SIZE,
     ObjectInfo,
@@ -49,6 +50,7 @@ MAX_COPY_OBJECT_SIZE = 5 * 1024**3
 STREAM_PART_SIZE = 32 * 1024 * 1024
 STREAM_CONCURRENCY = 8
 _GET_CHUNK = 1024 * 1024
+_HASH_BACKLOG_CHUNKS = 64  # at most 64 MiB read but not yet hashed
 _CLIENT_ERRORS = (
     boto3.exceptions.S3UploadFailedError,
     botocore.exceptions.BotoCoreError,
@@ -77,7 +79,8 @@ class Composed:
     Attributes:
         info: HEAD of the new object.
         etag: its verified ETag.
-        sha256: of the whole object when its bytes passed through here (streamed), else None.
+        sha256: of the whole object; None (composed and streamed objects are checked part by
+            part against their sources' sha256s instead of hashing the whole again).
         method: ``"copy"`` (server-side UploadPartCopy) or ``"stream"``.
     """
 
@@ -230,55 +233,104 @@ def _abort(store: S3ObjectStore, key: str, upload_id: str) -> None:
 
 
 class _PartsReader(io.RawIOBase):
-    """The parts' bytes, one streaming GET after another, each checked against its sha256
-    (and size) as it ends; ``hasher`` sees every byte handed out."""
+    """The parts' bytes, one streaming GET after another, for s3transfer's non-seekable upload.
 
-    def __init__(self, store: S3ObjectStore, parts: Sequence[Part], hasher: StreamHasher) -> None:
+    Hashing runs on its own thread, in order, so reading, hashing and the upload threads overlap
+    (hashlib releases the GIL): each part's size and sha256 are checked as it ends, and the
+    per-part MD5s of the upload give the ETag to expect. A mismatch is raised by the next
+    ``read`` and at the latest by the one that would return end-of-stream, so s3transfer never
+    completes an upload of unchecked bytes.
+    """
+
+    def __init__(self, store: S3ObjectStore, parts: Sequence[Part], upload_part_size: int) -> None:
         super().__init__()
         self._store = store
         self._parts = parts
-        self._hasher = hasher
+        self.etag_hasher = PartMD5Hasher(part_size=upload_part_size)
+        self._hash_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hash")
+        self._hash_room = threading.BoundedSemaphore(_HASH_BACKLOG_CHUNKS)
+        self._error: VerificationError | None = None
+        self._sha = hashlib.sha256()
+        self._part_size = 0
         self._chunks = self._iter_chunks()
-        self._buffer = memoryview(b"")
+        self._rest = b""
+        self._ended = False
 
     def readable(self) -> bool:
         return True
 
     def _iter_chunks(self) -> Iterator[bytes]:
         for part in self._parts:
-            sha = hashlib.sha256()
-            size = 0
             for chunk in self._store.iter_bytes(part.key, chunk_size=_GET_CHUNK):
-                sha.update(chunk)
-                size += len(chunk)
+                self._submit(self._hash_chunk, chunk)
                 yield chunk
-            if size != part.bytes:
-                raise VerificationError(part.key, "streamed part size", str(part.bytes), str(size))
-            if part.sha256 is not None and sha.hexdigest() != part.sha256:
-                raise VerificationError(
-                    part.key, "streamed part sha256", part.sha256, sha.hexdigest()
-                )
+            self._submit(self._end_part, part)
+
+    def _submit(self, fn: Callable[[Any], None], arg: Any) -> None:
+        self._hash_room.acquire()  # bounds the bytes waiting to be hashed
+        future = self._hash_pool.submit(fn, arg)
+        future.add_done_callback(lambda _f: self._hash_room.release())
+
+    def _hash_chunk(self, chunk: bytes) -> None:
+        self._sha.update(chunk)
+        self._part_size += len(chunk)
+        self.etag_hasher.update(chunk)
+
+    def _end_part(self, part: Part) -> None:
+        size, sha = self._part_size, self._sha.hexdigest()
+        self._sha, self._part_size = hashlib.sha256(), 0
+        if self._error is not None:
+            return
+        if size != part.bytes:
+            self._error = VerificationError(
+                part.key, "streamed part size", str(part.bytes), str(size)
+            )
+        elif part.sha256 is not None and sha != part.sha256:
+            self._error = VerificationError(part.key, "streamed part sha256", part.sha256, sha)
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._raise_if_failed()
+        want = None if size is None or size < 0 else size
+        pieces = [self._rest] if self._rest else []
+        have = len(self._rest)
+        self._rest = b""
+        while want is None or have < want:  # s3transfer takes a short read as the last part
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            pieces.append(chunk)
+            have += len(chunk)
+        data = b"".join(pieces)
+        if want is not None and len(data) > want:
+            data, self._rest = data[:want], data[want:]
+        if not data or (want is not None and len(data) < want):
+            self._finish_hashing()
+        return data
 
     def readinto(self, buffer: Any) -> int:
         out = memoryview(buffer).cast("B")
-        filled = 0
-        while filled < len(out):  # s3transfer treats a short read of a part as its end
-            if not self._buffer:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    break
-                self._buffer = memoryview(chunk)
-            n = min(len(self._buffer), len(out) - filled)
-            out[filled : filled + n] = self._buffer[:n]
-            self._buffer = self._buffer[n:]
-            filled += n
-        self._hasher.update(out[:filled])
-        return filled
+        data = self.read(len(out))
+        out[: len(data)] = data
+        return len(data)
+
+    def _finish_hashing(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._hash_pool.shutdown(wait=True)
+        self._raise_if_failed()
+
+    def close(self) -> None:
+        self._hash_pool.shutdown(wait=True, cancel_futures=True)
+        super().close()
 
 
-def stream_part_size(store: S3ObjectStore, size: int) -> int:
+def stream_part_size(store: S3ObjectStore, size: int, wanted: int | None = None) -> int:
     """The part size of a streamed upload of ``size`` bytes (≤ 10,000 parts)."""
-    base = max(store.part_size, STREAM_PART_SIZE)
+    base = wanted or max(store.part_size, STREAM_PART_SIZE)
     return int(ChunksizeAdjuster().adjust_chunksize(base, size))
 
 
@@ -302,6 +354,7 @@ def stream_parts(
     metadata: Mapping[str, str] | None = None,
     content_type: str = "application/x-ndjson",
     max_concurrency: int = STREAM_CONCURRENCY,
+    part_size: int | None = None,
 ) -> Composed:
     """Make ``key`` the concatenation of ``parts`` by streaming them through this process.
 
@@ -315,11 +368,10 @@ def stream_parts(
         UploadFailedError: any S3 failure.
     """
     size = sum(p.bytes for p in parts)
-    part_size = stream_part_size(store, size)
-    hasher = StreamHasher(part_size=part_size)
+    part_size = stream_part_size(store, size, part_size)
     meta = {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
     meta["size"] = str(size)
-    with _PartsReader(store, parts, hasher) as reader:
+    with _PartsReader(store, parts, part_size) as reader:
         try:
             store.client.upload_fileobj(
                 reader,
@@ -330,12 +382,13 @@ def stream_parts(
             )
         except _CLIENT_ERRORS as exc:
             raise _fail(store, exc, "streamed upload", key) from exc
-    digest: Digest = hasher.digest()
-    if digest.size != size:
+        reader._finish_hashing()
+        sent, etag = reader.etag_hasher.size, reader.etag_hasher.etag
+    if sent != size:
         store.delete(key)
-        raise VerificationError(key, "streamed size", str(size), str(digest.size))
-    info = _check_result(store, key, size, digest.etag)
-    return Composed(info=info, etag=digest.etag, sha256=digest.sha256, method="stream")
+        raise VerificationError(key, "streamed size", str(size), str(sent))
+    info = _check_result(store, key, size, etag)
+    return Composed(info=info, etag=etag, sha256=None, method="stream")
 
 
 def copy_object(

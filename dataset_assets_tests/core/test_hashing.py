@@ -3,8 +3,16 @@
 import hashlib
 import io
 import os
+from pathlib import Path
 
-from dataset_assets.core.hashing import StreamHasher, digest_stream, multipart_etag
+from dataset_assets.core.hashing import (
+    PartMD5Hasher,
+    StreamHasher,
+    digest_file,
+    digest_stream,
+    multipart_etag,
+)
+from dataset_assets.core.shards import write_shards
 
 MiB = 1024 * 1024
 
@@ -34,3 +42,37 @@ def test_md5_does_not_depend_on_how_the_bytes_arrive() -> None:
 def test_multipart_etag_of_one_part_is_md5_of_its_md5() -> None:
     md5 = hashlib.md5(b"x").hexdigest()
     assert multipart_etag([md5]) == hashlib.md5(bytes.fromhex(md5)).hexdigest() + "-1"
+
+
+def test_shards_are_hashed_while_written_in_blocks(tmp_path: Path) -> None:
+    lines = [(os.urandom(n).hex().encode() + b"\n", "fam") for n in range(100, 40_000, 997)]
+    shard_size = 300_000
+    staged = list(
+        write_shards(
+            iter(lines),
+            split="val",
+            staging_dir=tmp_path,
+            shard_size=shard_size,
+            part_size=128 * 1024,
+            key_for=lambda sid: f"p/val/{sid}.jsonl",
+        )
+    )
+
+    assert b"".join(s.path.read_bytes() for s in staged) == b"".join(line for line, _ in lines)
+    assert sum(s.records for s in staged) == len(lines)
+    for s in staged:
+        data = s.path.read_bytes()
+        assert len(data) <= shard_size
+        assert s.digest == digest_file(s.path, 128 * 1024)
+        assert s.digest.md5 == hashlib.md5(data).hexdigest()
+        assert s.key == f"p/val/val-{staged.index(s):05d}-{s.digest.sha256[:12]}.jsonl"
+
+
+def test_part_md5_hasher_predicts_the_same_etag_as_the_full_digest() -> None:
+    for size in (0, 1000, 5 * MiB, 11 * MiB + 3):
+        data = os.urandom(size)
+        hasher = PartMD5Hasher(part_size=5 * MiB)
+        for i in range(0, len(data), 777_777):
+            hasher.update(data[i : i + 777_777])
+        assert hasher.size == size
+        assert hasher.etag == digest_stream(io.BytesIO(data), 5 * MiB).etag
