@@ -1,0 +1,61 @@
+"""The build with every step in its own process, sharing nothing but S3, gives the same manifest
+as the single-process build."""
+
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from dataset_assets.core.manifest import Manifest
+from dataset_assets.storage import S3Settings
+from dataset_assets_tests.builds import config_and_store, write_build_config
+
+
+def distributed_build_job() -> dg.JobDefinition:
+    """``build_dataset`` from the real definitions, on the multiprocess executor."""
+    from dataset_assets.definitions import defs
+
+    resolved = defs() if callable(defs) else defs
+    job = resolved.resolve_job_def("build_dataset")
+    return job.with_executor_def(dg.multiprocess_executor)  # type: ignore[attr-defined]
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, settings: S3Settings, config_path: Path) -> None:
+    monkeypatch.setenv("DATASET_ASSETS_CONFIG", str(config_path))
+    monkeypatch.setenv("DATASET_ASSETS_ENV", "local")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", settings.endpoint_url or "")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", settings.access_key_id or "")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", settings.secret_access_key or "")
+
+
+def test_steps_in_separate_processes_without_a_shared_cache_build_the_same_manifest(
+    tmp_path: Path, seaweed: S3Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_path = write_build_config(
+        tmp_path, f"dist-{uuid.uuid4().hex[:10]}", compile={"local_cache": False}
+    )
+    _env(monkeypatch, seaweed, config_path)
+    with dg.instance_for_test() as instance:
+        result = dg.execute_job(dg.reconstructable(distributed_build_job), instance=instance)
+        assert result.success
+        starts = [e for e in result.all_events if e.event_type_value == "STEP_START"]
+        pids = {e.step_key: e.pid for e in starts}
+    assert set(pids) == {"compile", "split_shards", "compiled_export", "manifest"}
+    assert len(set(pids.values())) == 4  # four processes
+
+    local = Manifest.from_json((tmp_path / ".local" / "manifest.json").read_bytes())
+    staging = tmp_path / ".local" / "staging"
+    assert not [p for p in staging.rglob("*") if p.is_file() and "journal" not in p.name]
+
+    # the same sources built in one process with a local cache: the very same build
+    data = yaml.safe_load(config_path.read_text())
+    data["compile"] = {"local_cache": True, "workers": 1}
+    config_path.write_text(yaml.safe_dump(data))
+    cfg, store = config_and_store(config_path, seaweed)
+    from dataset_assets.pipeline.build import build_dataset
+
+    single = build_dataset(cfg, store)
+    assert single.build_id == local.build_id
+    assert single == local
