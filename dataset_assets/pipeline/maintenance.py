@@ -97,7 +97,7 @@ class _ManifestObject:
 
 
 @dataclass
-class Protection:
+class _Protection:
     """What gc must not delete, as of one reading of the pointer and the manifests."""
 
     latest: str
@@ -148,7 +148,10 @@ def named_keys(data: bytes, bucket: str, prefix: str) -> set[str]:
     ``cache_keys``, fields added later), as a key or as an ``s3://`` URI of the bucket."""
     root, uri_root = f"{prefix}/", f"s3://{bucket}/"
     found: set[str] = set()
-    stack: list[object] = [orjson.loads(data)]
+    try:
+        stack: list[object] = [orjson.loads(data)]
+    except orjson.JSONDecodeError as exc:
+        raise ManifestError(f"a manifest under {prefix} is not JSON; refusing to collect") from exc
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
@@ -176,7 +179,11 @@ class _ManifestCache:
                 data = self.store.get_bytes(key)
             except ObjectNotFoundError:
                 return set()
-            self._keys[build_id] = named_keys(data, self.store.bucket, self.prefix) | {key}
+            try:
+                named = named_keys(data, self.store.bucket, self.prefix)
+            except ManifestError as exc:
+                raise ManifestError(f"{self.store.uri(key)}: {exc}") from exc
+            self._keys[build_id] = named | {key}
         return self._keys[build_id]
 
 
@@ -190,7 +197,7 @@ def _list_manifests(store: S3ObjectStore, prefix: str) -> list[_ManifestObject]:
 
 def _protect(
     store: S3ObjectStore, prefix: str, rules: Retention, now: datetime, cache: _ManifestCache
-) -> Protection:
+) -> _Protection:
     """Read the pointer and the manifests now and compute what must not be deleted."""
     try:
         pointer, pointer_info = store.read(latest_manifest_key(prefix))
@@ -209,7 +216,7 @@ def _protect(
         keys |= cache.keys(build_id)
     order = [m.build_id for m in sorted(manifests, key=lambda m: m.committed, reverse=True)]
     kept_order = [b for b in order if b in kept] + ([] if latest_id in order else [latest_id])
-    return Protection(latest_id, kept_order, keys, manifests)
+    return _Protection(latest_id, kept_order, keys, manifests)
 
 
 def _inside_grace(
@@ -327,7 +334,7 @@ def _plan_journals(
             plan.delete_bytes += obj.size
 
 
-def _is_protected(key: str, prefix: str, protection: Protection) -> bool:
+def _is_protected(key: str, prefix: str, protection: _Protection) -> bool:
     journals = (build_sidecar_prefix(prefix, b) for b in protection.kept_builds)
     return key in protection.keys or any(key.startswith(j) for j in journals)
 

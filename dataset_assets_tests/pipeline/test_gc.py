@@ -317,3 +317,14 @@ def test_gc_during_a_real_build_never_deletes_what_it_commits(
 
     assert read_pointer(store, cfg.prefix).build_id == c.build_id
     assert verify_build(store, c, readback=True) == []
+
+
+def test_gc_refuses_when_a_manifest_is_unreadable(store: S3ObjectStore, tmp_path: Path) -> None:
+    commit(store, [L1, L2], tmp_path)
+    commit(store, [L3], tmp_path)
+    broken = build_manifest_key(PREFIX, "0123456789abcdef")
+    store.put_bytes(broken, b"{not json")
+    before = {o.key for o in store.list(PREFIX + "/")}
+    with pytest.raises(ManifestError, match=f"{broken}.*refusing to collect"):
+        plan_gc(store, PREFIX, 1, grace=ZERO, min_age=ZERO)
+    assert {o.key for o in store.list(PREFIX + "/")} == before
