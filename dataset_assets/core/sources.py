@@ -380,6 +380,9 @@ class _ArrayParser:
         # what the last good element looked like: where a broken one may be followed by the next
         self.good_key = b""
         self.good_indent: int | None = None
+        self.separator = b""
+        self.last_end = -1
+        self.last_size = 0
 
     # -- the byte window --------------------------------------------------------------------
 
@@ -521,23 +524,53 @@ class _ArrayParser:
         return end
 
     def container(self, start: int) -> Generator[RawItem | BadItem, None, int]:
-        m = _BALANCED.match(self.buf, start - self.base)
-        if m is not None and m.end() < len(self.buf):
-            try:
-                value = orjson.loads(self.buf[m.start() : m.end()])
-            except orjson.JSONDecodeError:
-                pass  # the scan below finds where it is broken and where to resume
-            else:
-                key = _FIRST_KEY.match(self.buf, m.start())
-                self.good_key = key.group(1) if key else self.good_key
-                self.good_indent = self.indent(start)
-                newlines = self.buf.count(b"\n", m.start(), m.end())
-                if newlines:
-                    self.line += newlines
-                    self.line_start = self.base + self.buf.rindex(b"\n", m.start(), m.end()) + 1
-                yield RawItem(self.index, value)
-                return self.base + m.end()
-        return (yield from self.scan(start))
+        i = start - self.base
+        end = self.separated_end(i)
+        value = _UNSET
+        if end > 0:
+            value = _loads(self.buf[i:end])
+        if value is _UNSET:
+            m = _BALANCED.match(self.buf, i)
+            if m is not None and m.end() < len(self.buf):
+                end = m.end()
+                value = _loads(self.buf[i:end])
+                if value is not _UNSET:
+                    self.learn(i)
+        if value is _UNSET:  # broken, or not complete in the window: scan it bracket by bracket
+            return (yield from self.scan(start))
+        newlines = self.buf.count(b"\n", i, end)
+        if newlines:
+            self.line += newlines
+            self.line_start = self.base + self.buf.rindex(b"\n", i, end) + 1
+        self.last_end = self.base + end
+        yield RawItem(self.index, value)
+        return self.base + end
+
+    def separated_end(self, i: int) -> int:
+        """Where the element at ``i`` ends if the learned separator follows it within reach
+        (orjson then confirms: a complete JSON value has only one possible end)."""
+        if not self.separator:
+            return -1
+        reach = i + max(1 << 16, 8 * self.last_size)
+        at = self.buf.find(self.separator, i, reach)
+        if at < 0:
+            return -1
+        self.last_size = at + 1 - i
+        return at + 1
+
+    def learn(self, i: int) -> None:
+        """Remember how the last good element looks (first key, indent, the bytes from its
+        predecessor's closing bracket to its own first key): the separator is the fast path to
+        the next element's end, the key and indent tell where a broken element is followed."""
+        key = _FIRST_KEY.match(self.buf, i)
+        self.good_key = key.group(1) if key else self.good_key
+        self.good_indent = self.indent(self.base + i)
+        prev = self.last_end - self.base
+        if key is None or prev < 1 or prev > i:
+            return
+        between = self.buf[prev:i]
+        if between.strip(b" \t\r\n") == b"," and key.end(1) - prev < 256:
+            self.separator = bytes(self.buf[prev - 1 : key.end(1)])
 
     def scan(self, start: int) -> Generator[RawItem | BadItem, None, int]:
         line = self.line
@@ -626,6 +659,17 @@ class _ArrayParser:
         at, self.line, self.line_start = resync
         yield self.bad(_parse_reason(self.held(start, at), None), start, line, why)
         return at
+
+
+_UNSET: Any = object()
+
+
+def _loads(data: bytearray) -> Any:
+    """The parsed value, or ``_UNSET`` if ``data`` is not one JSON value."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _UNSET
 
 
 def _parse_reason(data: bytes, exc: orjson.JSONDecodeError | None) -> str:

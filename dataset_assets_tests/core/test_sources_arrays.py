@@ -192,3 +192,9 @@ def test_large_array_is_streamed_in_bounded_memory() -> None:
         tracemalloc.stop()
     assert n == count
     assert peak < 8 * MiB, f"peak {peak / MiB:.1f} MiB"
+
+
+def test_nested_object_that_looks_like_the_next_element_is_not_an_element_end() -> None:
+    values = [{"id": 0}, {"id": 1}, {"id": 2, "sub": [{"q": 1}, {"id": 9}]}, {"id": 3}] * 3
+    for data in (json.dumps(values).encode(), _one_per_line([orjson.dumps(v) for v in values])):
+        assert [i.value for i in _items(data)] == values
