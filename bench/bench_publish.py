@@ -290,7 +290,8 @@ def main() -> None:
         server.start()
         try:
             bucket = f"bench-{uuid.uuid4().hex[:8]}"
-            store = S3ObjectStore(bucket, server.settings(), part_size=5 * MiB)
+            # the config default part size (16 MiB), as a build publishes
+            store = S3ObjectStore(bucket, server.settings(), part_size=16 * MiB)
             store.ensure_bucket()
             results = {
                 "ours (write+hash+upload+verify+delete)": run_ours(

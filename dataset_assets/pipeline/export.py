@@ -4,9 +4,11 @@ A build's export is the concatenation of its shards in manifest order (train, va
 published under an immutable, content-addressed key (:func:`build_export_key`, named by the
 manifest) without uploading the data again: :func:`compose_export` composes it server-side
 (``UploadPartCopy`` of each shard, each copied part checked against the MD5 and sha256 computed
-while the shard was written), or, when S3 cannot compose those parts (a shard other than the
-last under 5 MiB, more than 10,000 shards, a shard without a recorded MD5), streams the shards
-back from S3 into one upload, checking each shard's sha256 on the way.
+while the shard was written). Shards S3 cannot copy as parts (under 5 MiB but not last, or
+without a recorded MD5) are read back with streaming GETs, checked against their sha256, and
+uploaded as parts of the same multipart upload, grouped with their neighbours up to 5 MiB; only
+when no shard can be copied (or over 10,000 parts) is the whole export streamed back from S3
+into one transfer-manager upload.
 
 The export's manifest entry lists its ``parts`` (the shard keys) and its verified multipart
 ``etag``, and has no sha256 of its own: composed, its bytes never pass through the build;
@@ -34,6 +36,7 @@ from dataset_assets.storage.compose import (
     copy_object,
     stream_parts,
     why_not_composable,
+    why_not_mixed,
 )
 
 _PROMOTE_ROUNDS = 5
@@ -82,6 +85,8 @@ def compose_export(store: S3ObjectStore, parts: Sequence[FileEntry], key: str) -
         etag = _already_composed(store, key, parts, metadata["parts-sha256"])
         if etag is None:
             etag = compose_parts(store, key, parts, metadata=metadata).etag
+    elif why_not_mixed(parts) is None:
+        etag = compose_parts(store, key, parts, mixed=True, metadata=metadata).etag
     else:
         etag = stream_parts(store, key, parts, metadata=metadata).etag
     families: Counter[str] = Counter()

@@ -5,6 +5,8 @@
   computed when its source was written: the part's ETag must be the source's MD5, and where the
   server computes one (SeaweedFS) its SHA-256 checksum must be the source's sha256. The
   completed object must then have ``size == sum`` and ``ETag == md5(concat(part md5s))-N``.
+  ``mixed``: sources too small to be a part are read back (sha256-checked) and uploaded as
+  parts of the same upload, so one small shard does not force the whole object through here.
 - :func:`stream_parts`: the fallback when S3 cannot compose them (a part other than the last
   under 5 MiB, more than 10,000 parts, a part without a recorded MD5): the sources are read back
   with streaming GETs (never a local copy), each checked against its sha256 while it passes,
@@ -50,6 +52,8 @@ MAX_COPY_OBJECT_SIZE = 5 * 1024**3
 STREAM_PART_SIZE = 32 * 1024 * 1024
 STREAM_CONCURRENCY = 8
 _GET_CHUNK = 1024 * 1024
+# Parts of the read-back runs of a mixed composition.
+UPLOAD_PART_SIZE = 16 * 1024 * 1024
 _HASH_BACKLOG_CHUNKS = 64  # at most 64 MiB read but not yet hashed
 _CLIENT_ERRORS = (
     boto3.exceptions.S3UploadFailedError,
@@ -147,24 +151,87 @@ def _check_result(store: S3ObjectStore, key: str, size: int, etag: str) -> Objec
     return info
 
 
+@dataclass(frozen=True)
+class Piece:
+    """A run of a composed object: one source copied server-side (``copy``), or consecutive
+    sources read back and uploaded as parts of about ``UPLOAD_PART_SIZE``."""
+
+    parts: tuple[Part, ...]
+    copy: bool
+
+
+def plan_pieces(parts: Sequence[Part]) -> list[Piece]:
+    """Copy every source S3 can copy as a part; read back only the runs it cannot.
+
+    A source is copied when it has a recorded MD5 and 5 MiB ≤ size ≤ 5 GiB (the last may be
+    smaller). The others are grouped with what follows them until the group reaches 5 MiB (so
+    a small shard before a large one takes the large one into its group); each group is then
+    uploaded in parts of at least 5 MiB.
+    """
+    pieces: list[Piece] = []
+    group: list[Part] = []
+    group_bytes = 0
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        copyable = (
+            bool(part.md5) and part.bytes <= MAX_PART_SIZE and (part.bytes >= MIN_PART_SIZE or last)
+        )
+        if copyable and not group:
+            pieces.append(Piece((part,), copy=True))
+            continue
+        group.append(part)
+        group_bytes += part.bytes
+        if group_bytes >= MIN_PART_SIZE:
+            pieces.append(Piece(tuple(group), copy=False))
+            group, group_bytes = [], 0
+    if group:
+        pieces.append(Piece(tuple(group), copy=False))
+    return pieces
+
+
+def _upload_part_count(pieces: Sequence[Piece]) -> int:
+    return sum(
+        1 if p.copy else max(1, sum(x.bytes for x in p.parts) // UPLOAD_PART_SIZE) for p in pieces
+    )
+
+
+def why_not_mixed(parts: Sequence[Part]) -> str | None:
+    """Why :func:`compose_parts` with ``mixed=True`` is pointless or impossible; None if not."""
+    pieces = plan_pieces(parts)
+    if not any(p.copy for p in pieces):
+        return "no part can be copied server-side"
+    if _upload_part_count(pieces) > MAX_PARTS:
+        return f"more than {MAX_PARTS} parts"
+    return None
+
+
 def compose_parts(
     store: S3ObjectStore,
     key: str,
     parts: Sequence[Part],
     *,
+    mixed: bool = False,
     metadata: Mapping[str, str] | None = None,
     content_type: str = "application/x-ndjson",
 ) -> Composed:
-    """Make ``key`` the concatenation of ``parts`` entirely in S3, verified (see module doc).
+    """Make ``key`` the concatenation of ``parts`` in one multipart upload, verified.
+
+    Every part is an ``UploadPartCopy`` of a source (checked against the source's MD5, and its
+    sha256 where the server returns one). With ``mixed``, the sources S3 cannot copy as parts
+    (:func:`plan_pieces`) are read back with streaming GETs, each checked against its sha256,
+    and uploaded as parts with Content-MD5 (each part's ETag checked too). The result must have
+    ``size == sum`` and ``ETag == md5(concat(part md5s))-N``.
 
     Raises:
-        ValueError: the parts cannot be composed (:func:`why_not_composable`).
-        VerificationError: a copied part or the result does not match (nothing left at ``key``).
+        ValueError: the parts cannot be composed (:func:`why_not_composable`, or
+            :func:`why_not_mixed` with ``mixed``).
+        VerificationError: a source or the result does not match (nothing left at ``key``).
         UploadFailedError: any S3 failure (the multipart upload is aborted).
     """
-    reason = why_not_composable(parts)
+    reason = why_not_mixed(parts) if mixed else why_not_composable(parts)
     if reason is not None:
         raise ValueError(f"cannot compose {store.uri(key)}: {reason}")
+    pieces = plan_pieces(parts) if mixed else [Piece((p,), copy=True) for p in parts]
     client = store.client
     try:
         upload_id = client.create_multipart_upload(
@@ -180,49 +247,152 @@ def compose_parts(
         raise _fail(store, exc, "create_multipart_upload", key) from exc
     with ExitStack() as undo:
         undo.callback(_abort, store, key, upload_id)
-
-        def copy(number: int, part: Part) -> dict[str, Any]:
-            try:
-                resp = client.upload_part_copy(
-                    Bucket=store.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource={"Bucket": store.bucket, "Key": part.key},
-                )
-            except _CLIENT_ERRORS as exc:
-                raise _fail(store, exc, f"copy of {part.key} as part {number}", key) from exc
-            result: dict[str, Any] = resp["CopyPartResult"]
-            _check_copied_part(part, result)
-            done: dict[str, Any] = {"PartNumber": number, "ETag": result["ETag"]}
-            if result.get("ChecksumSHA256"):
-                done["ChecksumSHA256"] = result["ChecksumSHA256"]
-            return done
-
-        workers = min(store.max_concurrency, len(parts))
-        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="compose") as pool:
-            futures = [pool.submit(copy, n, p) for n, p in enumerate(parts, start=1)]
-            try:
-                completed = [f.result() for f in futures]
-            finally:
-                for f in futures:
-                    f.cancel()
+        uploader = _PartUploader(store, key, upload_id)
+        completed = uploader.run(pieces)
         try:
             resp = client.complete_multipart_upload(
                 Bucket=store.bucket,
                 Key=key,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": completed},
+                MultipartUpload={"Parts": [done for done, _md5 in completed]},
             )
         except _CLIENT_ERRORS as exc:
             raise _fail(store, exc, "complete_multipart_upload", key) from exc
         undo.pop_all()
-    expected = multipart_etag([str(p.md5) for p in parts])
+    expected = multipart_etag([md5 for _done, md5 in completed])
     if _etag(resp.get("ETag")) != expected:
         store.delete(key)
         raise VerificationError(key, "composed ETag", expected, _etag(resp.get("ETag")))
     info = _check_result(store, key, sum(p.bytes for p in parts), expected)
-    return Composed(info=info, etag=expected, sha256=None, method="copy")
+    method = "copy" if all(p.copy for p in pieces) else "mixed"
+    return Composed(info=info, etag=expected, sha256=None, method=method)
+
+
+_Done = tuple[dict[str, Any], str]  # the part for CompleteMultipartUpload, its MD5 (hex)
+
+
+class _PartUploader:
+    """The parts of one multipart upload, on ``store.max_concurrency`` threads: copies run
+    server-side; read-back bytes are cut into parts here (at most ``max_concurrency + 1`` parts
+    in memory)."""
+
+    def __init__(self, store: S3ObjectStore, key: str, upload_id: str) -> None:
+        self._store = store
+        self._key = key
+        self._upload_id = upload_id
+        self._workers = store.max_concurrency
+        self._room = threading.BoundedSemaphore(self._workers + 1)
+        self._failed: list[BaseException] = []
+
+    def run(self, pieces: Sequence[Piece]) -> list[_Done]:
+        futures: list[concurrent.futures.Future[_Done]] = []
+        with concurrent.futures.ThreadPoolExecutor(
+            self._workers, thread_name_prefix="compose"
+        ) as pool:
+            try:
+                number = 0
+                for piece in pieces:
+                    if piece.copy:
+                        number += 1
+                        futures.append(self._submit(pool, self._copy, number, piece.parts[0]))
+                        continue
+                    for data in self._read_back(piece.parts):
+                        number += 1
+                        futures.append(self._submit(pool, self._upload, number, data))
+                return [f.result() for f in futures]
+            finally:
+                for f in futures:
+                    f.cancel()
+
+    def _submit(
+        self,
+        pool: concurrent.futures.ThreadPoolExecutor,
+        fn: Callable[[int, Any], _Done],
+        number: int,
+        arg: Any,
+    ) -> "concurrent.futures.Future[_Done]":
+        if self._failed:
+            raise self._failed[0]
+        self._room.acquire()
+        future = pool.submit(fn, number, arg)
+
+        def done(f: "concurrent.futures.Future[_Done]") -> None:
+            self._room.release()
+            if not f.cancelled() and f.exception() is not None:
+                self._failed.append(f.exception())  # type: ignore[arg-type]
+
+        future.add_done_callback(done)
+        return future
+
+    def _copy(self, number: int, part: Part) -> _Done:
+        try:
+            resp = self._store.client.upload_part_copy(
+                Bucket=self._store.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": self._store.bucket, "Key": part.key},
+            )
+        except _CLIENT_ERRORS as exc:
+            raise _fail(
+                self._store, exc, f"copy of {part.key} as part {number}", self._key
+            ) from exc
+        result: dict[str, Any] = resp["CopyPartResult"]
+        _check_copied_part(part, result)
+        return _completed_part(number, result), str(part.md5)
+
+    def _upload(self, number: int, data: bytes) -> _Done:
+        md5 = hashlib.md5(data)
+        try:
+            resp = self._store.client.upload_part(
+                Bucket=self._store.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=data,
+                ContentMD5=base64.b64encode(md5.digest()).decode("ascii"),
+                ChecksumAlgorithm="SHA256",
+            )
+        except _CLIENT_ERRORS as exc:
+            raise _fail(self._store, exc, f"upload of part {number}", self._key) from exc
+        if _etag(resp.get("ETag")) != md5.hexdigest():
+            raise VerificationError(
+                self._key, f"uploaded part {number} ETag", md5.hexdigest(), _etag(resp.get("ETag"))
+            )
+        return _completed_part(number, resp), md5.hexdigest()
+
+    def _read_back(self, parts: Sequence[Part]) -> Iterator[bytes]:
+        """The sources' bytes cut into upload parts of ``UPLOAD_PART_SIZE`` (the last of the
+        run up to 5 MiB more, never under 5 MiB unless the run is), each source checked
+        against its size and sha256 as it ends."""
+        buffer = bytearray()
+        for part in parts:
+            sha = hashlib.sha256()
+            size = 0
+            for chunk in self._store.iter_bytes(part.key, chunk_size=_GET_CHUNK):
+                sha.update(chunk)
+                size += len(chunk)
+                buffer += chunk
+                while len(buffer) >= UPLOAD_PART_SIZE + MIN_PART_SIZE:
+                    yield bytes(buffer[:UPLOAD_PART_SIZE])
+                    del buffer[:UPLOAD_PART_SIZE]
+            _check_streamed(part, size, sha.hexdigest())
+        if buffer:
+            yield bytes(buffer)
+
+
+def _check_streamed(part: Part, size: int, sha256: str) -> None:
+    if size != part.bytes:
+        raise VerificationError(part.key, "streamed part size", str(part.bytes), str(size))
+    if part.sha256 is not None and sha256 != part.sha256:
+        raise VerificationError(part.key, "streamed part sha256", part.sha256, sha256)
+
+
+def _completed_part(number: int, result: Mapping[str, Any]) -> dict[str, Any]:
+    done: dict[str, Any] = {"PartNumber": number, "ETag": result["ETag"]}
+    if result.get("ChecksumSHA256"):
+        done["ChecksumSHA256"] = result["ChecksumSHA256"]
+    return done
 
 
 def _abort(store: S3ObjectStore, key: str, upload_id: str) -> None:
@@ -281,12 +451,10 @@ class _PartsReader(io.RawIOBase):
         self._sha, self._part_size = hashlib.sha256(), 0
         if self._error is not None:
             return
-        if size != part.bytes:
-            self._error = VerificationError(
-                part.key, "streamed part size", str(part.bytes), str(size)
-            )
-        elif part.sha256 is not None and sha != part.sha256:
-            self._error = VerificationError(part.key, "streamed part sha256", part.sha256, sha)
+        try:
+            _check_streamed(part, size, sha)
+        except VerificationError as exc:
+            self._error = exc
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:

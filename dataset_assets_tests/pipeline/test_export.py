@@ -95,7 +95,9 @@ def test_small_shards_are_streamed_into_the_same_bytes_and_check_part_by_part(
     export = compose_export(store, shards, immutable_export_key(PREFIX, shards))
 
     assert store.get_bytes(export.key) == data
+    # streamed: one upload of these 2 MiB, a plain PUT (a mixed composition would be multipart)
     assert export.sha256 is None and export.etag == store.head(export.key).etag
+    assert "-" not in export.etag
     assert export_problems(store, manifest_for(store, shards, export), readback=True) == []
 
 
@@ -159,3 +161,18 @@ def test_fixed_key_changes_only_by_promote_and_follows_the_latest_build(
 
     promote_export(store, m1)  # a late promote of the older build: the pointer names build 2
     assert store.get_bytes(fixed) == data2
+
+
+def test_a_small_val_shard_between_large_ones_does_not_force_a_full_stream(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    shards, data = build_shards(
+        store, tmp_path, {"train": [6 * MiB], "val": [300_000], "test": [6 * MiB, 2000]}
+    )
+    export = compose_export(store, shards, immutable_export_key(PREFIX, shards))
+
+    assert store.get_bytes(export.key) == data
+    # copy train, upload val + test's first shard as one part, copy the last: 3 parts (a
+    # streamed upload of these 12 MiB would be a single 32 MiB part)
+    assert export.etag == store.head(export.key).etag and export.etag.endswith("-3")
+    assert export_problems(store, manifest_for(store, shards, export), readback=True) == []

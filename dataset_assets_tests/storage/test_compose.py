@@ -20,8 +20,10 @@ from dataset_assets.storage import Publisher, S3ObjectStore
 from dataset_assets.storage.compose import (
     compose_parts,
     copy_object,
+    plan_pieces,
     stream_parts,
     why_not_composable,
+    why_not_mixed,
 )
 from dataset_assets_tests.storage.helpers import stage
 
@@ -139,3 +141,54 @@ def test_copy_object_replaces_the_target_with_new_metadata(
     assert store.get_bytes("p/compiled/fixed.jsonl") == data
     assert info.size == len(data)
     assert store.head("p/compiled/fixed.jsonl").metadata["build-id"] == "b1"
+
+
+class FakePart:
+    def __init__(self, size: int, md5: str | None = "0" * 32) -> None:
+        self.key = f"k{size}"
+        self.bytes = size
+        self.sha256: str | None = None
+        self.md5 = md5
+
+
+def test_plan_copies_what_s3_can_and_groups_small_parts_with_their_neighbours() -> None:
+    sizes = [6 * MiB, 1 * MiB, 7 * MiB, 8 * MiB, 2 * MiB, 1 * MiB, 3 * MiB, 30_000]
+    plan = plan_pieces([FakePart(s) for s in sizes])
+    assert [([p.bytes for p in piece.parts], piece.copy) for piece in plan] == [
+        ([6 * MiB], True),
+        ([1 * MiB, 7 * MiB], False),  # the small one takes the large one along
+        ([8 * MiB], True),
+        ([2 * MiB, 1 * MiB, 3 * MiB], False),
+        ([30_000], True),  # the last part may be small
+    ]
+    assert plan_pieces([FakePart(6 * MiB, md5=None), FakePart(6 * MiB)])[0].copy is False
+
+
+def test_mixed_composition_copies_large_shards_and_uploads_the_small_ones(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    parts, data = publish_shards(
+        store, tmp_path, [6 * MiB, 1 * MiB, 7 * MiB, 5 * MiB, 2 * MiB, 50_000, 3000]
+    )
+    assert why_not_composable(parts) is not None and why_not_mixed(parts) is None
+
+    composed = compose_parts(store, "p/compiled/out.jsonl", parts, mixed=True)
+
+    assert composed.method == "mixed"
+    assert store.get_bytes("p/compiled/out.jsonl") == data
+    assert composed.etag == store.head("p/compiled/out.jsonl").etag
+    assert open_uploads(store) == []
+
+
+@pytest.mark.parametrize("bad", [0, 1])
+def test_mixed_composition_names_a_corrupted_copied_or_read_back_shard(
+    store: S3ObjectStore, tmp_path: Path, bad: int
+) -> None:
+    parts, _ = publish_shards(store, tmp_path, [6 * MiB, 1 * MiB, 6 * MiB, 4000])
+    corrupt(store, parts[bad])
+
+    with pytest.raises(VerificationError, match=parts[bad].key):
+        compose_parts(store, "p/compiled/out.jsonl", parts, mixed=True)
+
+    assert not store.exists("p/compiled/out.jsonl")
+    assert open_uploads(store) == []
