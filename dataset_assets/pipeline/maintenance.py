@@ -278,12 +278,17 @@ def plan_gc(
     """Plan the removal of every manifest outside the ``keep`` newest and the grace period, and
     of every object no protected manifest names.
 
-    How long a pinned build is safe: a training job or a build that resolved a manifest keeps
-    its objects for ``grace`` after a newer build replaced it as the latest (and for as long as
-    it is the latest or among the ``keep`` newest). A build in progress is safe while its lease
-    is held (gc takes the build lease) and, without the lease, for ``grace`` after the newest
-    manifest it can reuse objects from was written; its commit refuses a manifest naming a
-    missing object.
+    How long a pinned build is safe: a training job (or anything) that resolved a manifest
+    keeps every object it names for as long as that build is the latest or among the ``keep``
+    newest, and then for ``grace`` after a newer build replaced it (counted from the newer
+    manifest's upload; a build whose own manifest is younger than ``grace`` is kept too). With
+    the default 24 h: a job pinned to a build stays readable for at least 24 h after the next
+    build commits.
+
+    A build in progress: ``gc --apply`` holds the build lease, so it never runs beside a build
+    that holds it. A collector that ignores the lease protects a running build's reused objects
+    only when a kept or in-grace manifest names them; otherwise the build's commit refuses
+    (its manifest would name a missing object) instead of publishing it.
 
     Args:
         keep: newest manifests (by their own LastModified) always kept; ≥ 1.
