@@ -32,12 +32,15 @@ internals. Corpora, staging folders and the S3 data are deleted at the end unles
 """
 
 import argparse
+import ctypes
 import dataclasses
 import datetime
 import json
 import os
 import random
+import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -61,6 +64,7 @@ MiB = 1024 * 1024
 CASES = ("naive", "floor", "near-off", "near-on", "incremental", "startup")
 BIN = Path(sys.executable).parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 ADDED_NAME = "chatml-000-added.jsonl"  # sorts before every generated file
 RESULTS = ROOT / "bench" / "results"
 
@@ -131,12 +135,52 @@ def _pss(pid: int) -> int:
     return 0
 
 
-def tree_memory(root: int) -> tuple[int, int]:
-    """(RSS, PSS) bytes of ``root`` and all its descendants. RSS counts pages shared between
-    forked workers once per process; PSS splits them, so it is the tree's real footprint."""
+def _own_cpu(pid: int) -> tuple[tuple[int, int], float] | None:
+    """((pid, start time), user+sys seconds of the process itself) from /proc/pid/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return (pid, int(fields[19])), (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _adopted(children: dict[int, list[int]]) -> list[int]:
+    """Our children except the S3 server: the measured process and, since we are a child
+    subreaper, every orphaned descendant of it (e.g. a forkserver whose parent exited)."""
+    return [pid for pid in children.get(os.getpid(), []) if pid != SERVER_PID]
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants are re-parented to us instead of init (Linux), so they stay
+    measured and we reap them (their CPU then shows in RUSAGE_CHILDREN)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+
+
+def reap_adopted(timeout: float = 60.0) -> None:
+    """Wait for the measured tree's leftovers; kill what outlives ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while pids := _adopted(_children_map()):
+        for pid in pids:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if not done and time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        time.sleep(0.05)
+
+
+def tree_sample(cpu_seen: dict[tuple[int, int], float]) -> tuple[int, int]:
+    """(RSS, PSS) bytes of the measured process tree; records each process's own CPU time in
+    ``cpu_seen``. RSS counts pages shared between forked workers once per process; PSS splits
+    them, so it is the tree's real footprint."""
     children = _children_map()
     rss = pss = 0
-    todo = [root]
+    todo = _adopted(children)
     while todo:
         pid = todo.pop()
         try:
@@ -145,24 +189,33 @@ def tree_memory(root: int) -> tuple[int, int]:
         except (OSError, IndexError, ValueError):
             pass
         pss += _pss(pid)
+        own = _own_cpu(pid)
+        if own is not None:
+            cpu_seen[own[0]] = max(cpu_seen.get(own[0], 0.0), own[1])
         todo += children.get(pid, [])
     return rss, pss
 
 
 def measure(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> Measured:
-    """Run ``cmd`` to completion; wall, tree CPU (wait4) and sampled peak tree RSS."""
+    """Run ``cmd`` to completion: wall; CPU of the whole tree (RUSAGE_CHILDREN after reaping
+    the process and, as child subreaper, every orphaned descendant such as a forkserver pool;
+    never less than the sum of each process's own CPU sampled every 0.1 s); sampled peak tree
+    RSS and PSS. The stdout pipe is read to its end, i.e. until every descendant holding it
+    has exited."""
     log.parent.mkdir(parents=True, exist_ok=True)
     busy0, server0 = _machine_busy_s(), _process_cpu_s(SERVER_PID)
+    reaped0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log.open("wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=err)
         peak = peak_pss = 0
+        cpu_seen: dict[tuple[int, int], float] = {}
         done = threading.Event()
 
         def sample() -> None:
             nonlocal peak, peak_pss
             while not done.is_set():
-                rss, pss = tree_memory(proc.pid)
+                rss, pss = tree_sample(cpu_seen)
                 peak, peak_pss = max(peak, rss), max(peak_pss, pss)
                 done.wait(0.1)
 
@@ -174,12 +227,15 @@ def measure(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> Mea
         wall = time.perf_counter() - start
         done.set()
         sampler.join()
+        reap_adopted()
+    reaped1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    reaped = (reaped1.ru_utime - reaped0.ru_utime) + (reaped1.ru_stime - reaped0.ru_stime)
     proc.returncode = os.waitstatus_to_exitcode(status)
     busy = (_machine_busy_s() - busy0) / wall
     server = _process_cpu_s(SERVER_PID) - server0
     # ru_maxrss (KiB) is the largest single process: a floor for the sampled tree peak
     peak = max(peak, usage.ru_maxrss * 1024)
-    cpu = usage.ru_utime + usage.ru_stime
+    cpu = max(reaped, usage.ru_utime + usage.ru_stime, sum(cpu_seen.values()))
     return Measured(wall, cpu, peak, peak_pss, proc.returncode, out, busy, server)
 
 
@@ -590,6 +646,7 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    become_subreaper()
     server = SeaweedServer(work / "seaweed", port_base=_free_port_base(), die_with_parent=True)
     server.start()
     global SERVER_PID
