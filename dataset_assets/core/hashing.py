@@ -31,46 +31,29 @@ class Digest:
     md5: str = ""
 
 
-@dataclass
 class StreamHasher:
-    """Incremental sha256 + whole-file MD5 + per-part MD5 for a fixed part size."""
+    """Incremental sha256 + whole-file MD5 + per-part MD5s for a fixed part size."""
 
-    part_size: int = DEFAULT_PART_SIZE
-    _sha: "hashlib._Hash" = field(default_factory=hashlib.sha256)
-    _md5: "hashlib._Hash" = field(default_factory=hashlib.md5)
-    _part: "hashlib._Hash" = field(default_factory=hashlib.md5)
-    _part_fill: int = 0
-    _part_digests: list[bytes] = field(default_factory=list)
-    size: int = 0
+    def __init__(self, part_size: int = DEFAULT_PART_SIZE) -> None:
+        self.part_size = part_size
+        self._sha = hashlib.sha256()
+        self._md5 = hashlib.md5()
+        self._parts = PartMD5Hasher(part_size=part_size)
+
+    @property
+    def size(self) -> int:
+        return self._parts.size
 
     def update(self, data: bytes | memoryview) -> None:
         self._sha.update(data)
         self._md5.update(data)
-        self.size += len(data)
-        view = memoryview(data)
-        while view:
-            room = self.part_size - self._part_fill
-            chunk = view[:room]
-            self._part.update(chunk)
-            self._part_fill += len(chunk)
-            view = view[len(chunk) :]
-            if self._part_fill == self.part_size:
-                self._part_digests.append(self._part.digest())
-                self._part = hashlib.md5()
-                self._part_fill = 0
+        self._parts.update(data)
 
     def digest(self) -> Digest:
-        parts = list(self._part_digests)
-        if self._part_fill or not parts:
-            parts.append(self._part.digest())
-        if self.size < self.part_size:  # below multipart_threshold: a plain PUT
-            etag = parts[0].hex()
-        else:
-            etag = f"{hashlib.md5(b''.join(parts)).hexdigest()}-{len(parts)}"
         return Digest(
-            size=self.size,
+            size=self._parts.size,
             sha256=self._sha.hexdigest(),
-            etag=etag,
+            etag=self._parts.etag,
             part_size=self.part_size,
             md5=self._md5.hexdigest(),
         )

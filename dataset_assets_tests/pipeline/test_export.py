@@ -84,6 +84,7 @@ def test_export_is_composed_under_its_immutable_key_and_checks_part_by_part(
     assert Manifest.from_json(manifest.to_json()) == manifest
     assert export_problems(store, manifest, readback=True) == []
     assert not store.exists(export_key(PREFIX)), "compose must not touch the fixed export key"
+    assert compose_export(store, shards, key) == export  # a rerun finds it composed
 
 
 def test_small_shards_are_streamed_into_the_same_bytes_and_check_part_by_part(
