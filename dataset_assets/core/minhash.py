@@ -25,7 +25,7 @@ How, with no Python loop per word or shingle (numpy over a batch's UTF-8 bytes):
    ``np.minimum.at`` scatter per batch). Texts left with empty bins (fewer shingles than a few
    times ``num_perm``) get more rounds: their shingles are re-hashed into bins, and a round's
    values rank after every earlier round's, so a bin holds the minimum of the first round that
-   reached it. A bin still empty after 8 rounds (texts of a handful of shingles) copies the
+   reached it. A bin still empty after 4 rounds (texts of a few dozen shingles) copies the
    first non-empty bin of a fixed pseudo-random probe sequence (optimal densification,
    Shrivastava 2017). Each slot of two signatures is equal with probability ≈ the Jaccard
    similarity of the shingle sets, with the accuracy of ``num_perm`` independent permutations
@@ -70,7 +70,7 @@ _LONG_WORD = 128
 _BATCH_CHARS = 1 << 18
 """Texts are processed in groups of about this many characters: small enough for the
 temporary arrays to stay in cache and in the allocator's heap (2-3x faster than 4 MB groups)."""
-_ROUNDS = 8
+_ROUNDS = 4
 """Hashing rounds of the shingles of texts that still have empty bins (see the module doc)."""
 _PROBES = 256
 """Vectorized densification probes; bins still empty after them take the next non-empty bin."""
@@ -120,12 +120,12 @@ def _fmix64(h: U64) -> U64:
 
 def _batches(texts: Sequence[str]) -> Iterator[tuple[int, int]]:
     """Consecutive ranges of ``texts`` of about ``_BATCH_CHARS`` characters (at least one)."""
+    ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
     start = 0
     while start < len(texts):
-        end, chars = start, 0
-        while end < len(texts) and (end == start or chars + len(texts[end]) <= _BATCH_CHARS):
-            chars += len(texts[end])
-            end += 1
+        before = int(ends[start - 1]) if start else 0
+        end = int(np.searchsorted(ends, before + _BATCH_CHARS, side="right"))
+        end = max(end, start + 1)
         yield start, end
         start = end
 
@@ -171,7 +171,7 @@ class Signer:
         # probe sequence of densification: attempt t of empty bin i reads bin _donors[t, i]
         probe = _constants(seed, 5, _PROBES * num_perm).reshape(_PROBES, num_perm)
         self._donors = ((probe >> _M(32)) * _M(num_perm) >> _M(32)).astype(np.intp)
-        self._round_seed = _constants(seed, 6, _ROUNDS)
+        self._round_seed = _constants(seed, 6, _ROUNDS, odd=True)
 
     # -- signatures -------------------------------------------------------------------------
 
@@ -191,7 +191,7 @@ class Signer:
         hashes: list[U64] = []
         docs: list[npt.NDArray[np.int64]] = []
         for start, end in _batches(texts):
-            h, d = self._shingles(texts[start:end], 1)
+            h, d = self._shingles(texts[start:end])
             order = np.argsort(d, kind="stable")
             order = order[d[order] < end - start]
             hashes.append(h[order])
@@ -210,19 +210,21 @@ class Signer:
 
     def _sign_batch(self, texts: Sequence[str]) -> U32:
         n, k = len(texts), self.num_perm
-        hashes, base = self._shingles(texts, k)  # base = text index * k (n * k: no text)
+        hashes, docs = self._shingles(texts)
         # round 0: each shingle falls in one bin, whose value is the minimum low 32 bits
         values = np.full((n + 1) * k, _EMPTY, dtype=np.uint32)
         low = hashes.view(np.uint32)[0 if _LITTLE else 1 :: 2]  # low 32 bits, no copy
-        np.minimum.at(values, base + self._bins(hashes), low)
+        slot = docs * k
+        slot += self._bins(hashes)
+        np.minimum.at(values, slot, low)
         sigs = values[: n * k].reshape(n, k)
         open_rows = np.flatnonzero((sigs == _EMPTY).any(axis=1))
         if len(open_rows):
-            sigs[open_rows] = self._more_rounds(hashes, base, sigs[open_rows], open_rows, n)
+            sigs[open_rows] = self._more_rounds(hashes, docs, sigs[open_rows], open_rows, n)
         return self._densify(sigs)
 
     def _more_rounds(
-        self, hashes: U64, base: I64, sigs: U32, rows: npt.NDArray[np.intp], n: int
+        self, hashes: U64, docs: I64, sigs: U32, rows: npt.NDArray[np.intp], n: int
     ) -> U32:
         """Rounds 1, 2, ... for the texts ``rows`` that have empty bins: their shingles are
         hashed again into bins, with values ``r * 2^32 + 32 bits`` in round ``r``, so a bin
@@ -232,19 +234,26 @@ class Signer:
         values[sigs == _EMPTY] = _EMPTY64
         place = np.full(n + 1, -1, dtype=np.int64)  # text index -> row of ``values``
         place[rows] = np.arange(len(rows))
-        row_of = place[base // k]
-        sub = np.flatnonzero(row_of >= 0)
+        row = place[docs]
+        sub = np.flatnonzero(row >= 0)
+        h, row = hashes[sub], row[sub]
         flat = values.reshape(-1)
         for r in range(1, _ROUNDS):
-            again = hashes[sub] ^ self._round_seed[r]
-            _fmix64(again)
-            value = again & _M(0xFFFFFFFF)
+            # round r: multiply-shift by an odd constant (bins from the high bits), value from
+            # all 64 bits folded to 32
+            again = h * self._round_seed[r]
+            value = again >> _M(32)
+            value ^= again
+            value &= _M(0xFFFFFFFF)
             value |= _M(r << 32)
-            np.minimum.at(flat, row_of[sub] * k + self._bins(again), value)
+            slot = row * k
+            slot += self._bins(again)
+            np.minimum.at(flat, slot, value)
             still = (values == _EMPTY64).any(axis=1)
             if not still.any():
                 break
-            sub = sub[still[row_of[sub]]]
+            keep = still[row]
+            h, row = h[keep], row[keep]
         out = values.astype(np.uint32)
         out[values == _EMPTY64] = _EMPTY
         return out
@@ -281,9 +290,9 @@ class Signer:
         values[rows] = result
         return values
 
-    def _shingles(self, texts: Sequence[str], scale: int) -> tuple[U64, npt.NDArray[np.int64]]:
-        """Shingle hashes of a batch and ``scale`` × the index of the text of each
-        (``scale * len(texts)`` for a word window that is not a shingle of one text)."""
+    def _shingles(self, texts: Sequence[str]) -> tuple[U64, I64]:
+        """Shingle hashes of a batch and the index of the text of each (``len(texts)`` for a
+        word window that is not a shingle of one text)."""
         n, w, cap = len(texts), self.shingle_words, self.max_words
         encoded: list[bytes | memoryview] = []
         unicode: list[str] = []
@@ -328,7 +337,7 @@ class Signer:
         nw = len(word_hash)
         nwin = max(nw - w + 1, 0)
         hashes = np.empty(nwin, dtype=np.uint64)
-        docs = np.repeat(np.arange(0, n * scale, scale, dtype=np.int64), counts)[:nwin]
+        docs = np.repeat(np.arange(n, dtype=np.int64), counts)[:nwin]
         if nwin:
             # all windows of w consecutive words; those across two texts go to no text
             np.multiply(word_hash[:nwin], self._coef[0], out=hashes)
@@ -337,7 +346,7 @@ class Signer:
             hashes += self._arity[w]
             _fmix64(hashes)
             across = (first[1:, None] - np.arange(1, w)[None, :]).ravel()
-            docs[across[(across >= 0) & (across < nwin)]] = n * scale
+            docs[across[(across >= 0) & (across < nwin)]] = n
         short = np.flatnonzero(counts < w)
         if not len(short):
             return hashes, docs
@@ -348,7 +357,7 @@ class Signer:
             has = c > j
             acc[has] += word_hash[first[short[has]] + j] * self._coef[j]
         _fmix64(acc)
-        return np.concatenate((hashes, acc)), np.concatenate((docs, short * scale))
+        return np.concatenate((hashes, acc)), np.concatenate((docs, short))
 
     # -- band keys --------------------------------------------------------------------------
 
