@@ -133,13 +133,22 @@ def _files(manifest: Manifest) -> list[str]:
         ("provenance", manifest.provenance),
     ]
     rows = [
-        [name, f"`{e.uri}`", e.records, human_bytes(e.bytes), f"`{e.sha256}`"]
+        [name, f"`{e.uri}`", e.records, human_bytes(e.bytes), _evidence(e)]
         for name, e in entries
         if e is not None
     ]
     if not rows:
         return []
     return ["## Files", "", *_table(["file", "uri", "records", "bytes", "sha256"], rows), ""]
+
+
+def _evidence(entry: FileEntry) -> str:
+    """The whole file's sha256, or for a file composed in S3 from published parts (no whole-file
+    hash exists), how it was verified."""
+    if entry.sha256 is not None:
+        return f"`{entry.sha256}`"
+    etag = f", ETag `{entry.etag}`" if entry.etag else ""
+    return f"composed from {len(entry.parts)} verified parts{etag}"
 
 
 def loader_snippet(manifest: Manifest, *, endpoint_url: str | None = None) -> str:

@@ -162,7 +162,7 @@ def shard_table(entries: Sequence[ShardEntry]) -> dg.TableMetadataValue:
                 "shard_id": e.shard_id,
                 "records": e.records,
                 "bytes": e.bytes,
-                "sha256": e.sha256,
+                "sha256": e.sha256 or "",
                 "uri": e.uri,
                 "families": ", ".join(f"{f}: {n}" for f, n in sorted(e.families.items())),
             }

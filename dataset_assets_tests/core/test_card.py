@@ -136,6 +136,19 @@ def test_card_snippet_loads_the_pinned_build_and_never_holds_credentials(
     assert "secret" not in snippet.lower()
 
 
+def test_card_files_table_shows_sha256_or_how_a_composed_export_was_verified(
+    manifest: Manifest, cfg: DatasetConfig
+) -> None:
+    assert f"| `{'e' * 64}` |" in render_card(manifest, cfg)
+    assert manifest.export is not None
+    composed = manifest.export.model_copy(
+        update={"sha256": None, "etag": "0" * 32 + "-2", "parts": ["a", "b"]}
+    )
+    card = render_card(manifest.model_copy(update={"export": composed}), cfg)
+    assert "composed from 2 verified parts, ETag `" + "0" * 32 + "-2`" in card
+    assert "None" not in card
+
+
 def test_card_is_deterministic(manifest: Manifest, cfg: DatasetConfig) -> None:
     assert render_card(manifest, cfg) == render_card(manifest.model_copy(), cfg)
 
