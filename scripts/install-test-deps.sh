@@ -8,6 +8,15 @@ set -euo pipefail
 have_initdb() {
   command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
 }
+# Real-browser UI test (dataset_assets_tests/browser): headless Chromium and chromedriver.
+# Its own check, before the early exit below, so it runs whatever else is installed.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  BROWSER_SUDO=""
+  if [ "$(id -u)" != 0 ]; then BROWSER_SUDO="sudo"; fi
+  $BROWSER_SUDO env DEBIAN_FRONTEND=noninteractive apt-get update
+  $BROWSER_SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
+fi
+# End of the browser block.
 if command -v radosgw >/dev/null 2>&1 && command -v uuidgen >/dev/null 2>&1 \
     && command -v curl >/dev/null 2>&1 && have_initdb; then
   echo "test packages already installed: $(command -v radosgw), postgresql"
