@@ -95,17 +95,19 @@ _K_LEN = _M(0xC2B2AE3D27D4EB4F)
 _BYTE_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [_MASK64], dtype=np.uint64)
 
 
-def _splitmix(x: int) -> int:
-    """SplitMix64 of a Python int: the source of every constant here."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
 def _constants(seed: int, tag: int, n: int, odd: bool = False) -> U64:
-    out = [_splitmix((seed * 0x100000001B3 + tag * 0x10001 + i) & _MASK64) for i in range(n)]
-    return np.array([x | 1 if odd else x for x in out], dtype=np.uint64)
+    """``n`` pseudo-random 64-bit constants: SplitMix64 of ``seed * P + tag * 0x10001 + i``."""
+    start = (seed * 0x100000001B3 + tag * 0x10001 + 0x9E3779B97F4A7C15) & _MASK64
+    x = np.arange(n, dtype=np.uint64)
+    x += _M(start)
+    x ^= x >> _M(30)
+    x *= _M(0xBF58476D1CE4E5B9)
+    x ^= x >> _M(27)
+    x *= _M(0x94D049BB133111EB)
+    x ^= x >> _M(31)
+    if odd:
+        x |= _M(1)
+    return x
 
 
 def _fmix64(h: U64) -> U64:
