@@ -234,11 +234,14 @@ def speed(args: argparse.Namespace) -> None:
         f"one CPU, RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']}"
     )
     print(f"{'candidate':58} {'cpu MB/s':>9} {'wall MB/s':>9} {'docs/s':>8}")
+    rate: dict[Callable[[Sequence[str]], Any], float] = {}
     for name, fn, slow in candidates:
         sample = slow_texts if slow else texts
         mb = mb_slow if slow else mb_all
         cpu, wall = timed(fn, sample)
+        rate[fn] = mb / cpu
         print(f"{name:58} {mb / cpu:9.1f} {mb / wall:9.1f} {len(sample) / cpu:8.0f}", flush=True)
+    print(f"CHOSEN / previous (cpu): {rate[chosen] / rate[rensa_per_doc]:.2f}x")
     share = args.non_ascii
     mixed_slow = with_non_ascii(slow_texts, share)
     mixed = with_non_ascii(texts, share)
