@@ -1,15 +1,22 @@
-"""End to end: ``dagster dev`` (webserver + daemon) on a temp Dagster home and a real SeaweedFS.
+"""End to end: ``dagster dev`` (webserver + daemon) on a temp Dagster home and a real SeaweedFS,
+with the shipped instance config (``deploy/dagster.yaml``, SQLite) and again with run and event
+storage in a real PostgreSQL server (``deploy/dagster.postgres.yaml``).
 
+0. The dataset is built first, as ``make run`` does; the rebuild sensor's first tick in the fresh
+   Dagster home requests nothing (the latest manifest was built from exactly these sources).
 1. A new file dropped into the generated folder → the rebuild sensor's run publishes a manifest
-   that reads it.
+   that reads it. SQLite variant: that run's worker is SIGKILLed mid-build; the run is marked
+   FAILED, re-executed by run_retries, and the retry publishes the manifest (no stalled slot).
 2. The migration partitions are registered and a backfill over all of them is launched through
-   GraphQL ``launchPartitionBackfill``; it completes with every file in S3 and none left locally.
+   GraphQL ``launchPartitionBackfill``; it completes with every file in S3 and none left locally,
+   and the families' own sources are never offered.
 """
 
 import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,12 +36,15 @@ import yaml
 from dataset_assets.core.config import load_config
 from dataset_assets.core.layout import latest_manifest_key, migrated_key
 from dataset_assets.core.migration import discover
+from dataset_assets.pipeline.build import build_dataset
 from dataset_assets.storage import S3ObjectStore, S3Settings
-from dataset_assets_tests.builds import write_build_config
+from dataset_assets_tests.builds import config_and_store, write_build_config
+from dataset_assets_tests.e2e.postgres import running_postgres
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
 DAGSTER = Path(sys.executable).parent / "dagster"
 T = TypeVar("T")
 
@@ -105,13 +115,19 @@ class DagsterDev:
                 return str(entry["name"])
         return None
 
-    def runs(self) -> list[dict[str, Any]]:
+    def runs(self, job: str | None = None) -> list[dict[str, Any]]:
         data = self.query(
             "{ runsOrError(limit: 100) { __typename ... on Runs"
             " { results { runId status jobName tags { key value } } } } }"
         )
         runs: list[dict[str, Any]] = data["runsOrError"]["results"]
-        return runs
+        return [r for r in runs if job is None or r["jobName"] == job]
+
+    def sensor_ticks(self, name: str) -> list[dict[str, Any]]:
+        selector = {**self.selector(), "sensorName": name}
+        data = self.query(SENSOR_TICKS, {"selector": selector})["sensorOrError"]
+        ticks: list[dict[str, Any]] = data["sensorState"]["ticks"]
+        return ticks
 
     def selector(self) -> dict[str, str]:
         return {"repositoryLocationName": self.location, "repositoryName": "__repository__"}
@@ -129,8 +145,50 @@ class DagsterDev:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def dagster_dev(tmp_path: Path, seaweed: S3Settings) -> Iterator[tuple[DagsterDev, Path]]:
+def _group_processes(pgid: int) -> dict[int, tuple[int, str]]:
+    """pid → (parent pid, command line) of every process in a process group (from /proc)."""
+    found: dict[int, tuple[int, str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found[int(stat.parent.name)] = (int(fields[1]), cmd)
+    return found
+
+
+def _descendants(procs: dict[int, tuple[int, str]], root: int) -> list[int]:
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += [child for child, (ppid, _) in procs.items() if ppid == pid]
+    return out
+
+
+def tag(run: dict[str, Any], key: str) -> str | None:
+    return next((t["value"] for t in run["tags"] if t["key"] == key), None)
+
+
+def instance_config(storage: str) -> dict[str, Any]:
+    """The shipped instance config, with a run-monitoring poll interval fit for a test."""
+    name = "dagster.postgres.yaml" if storage == "postgres" else "dagster.yaml"
+    config: dict[str, Any] = yaml.safe_load((DEPLOY / name).read_text())
+    config["run_monitoring"]["poll_interval_seconds"] = 2
+    return config
+
+
+ARCHIVE = {  # old dataset files no family reads: what the migration should move
+    "archive/2023/old_chats.jsonl": 30,
+    "archive/old_prompts.jsonl": 20,
+}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def dagster_dev(
+    request: pytest.FixtureRequest, tmp_path: Path, seaweed: S3Settings
+) -> Iterator[tuple[DagsterDev, Path, str]]:
+    storage: str = request.param
     project = tmp_path / "project"
     project.mkdir()
     config = write_build_config(
@@ -141,16 +199,13 @@ def dagster_dev(tmp_path: Path, seaweed: S3Settings) -> Iterator[tuple[DagsterDe
         sensor={"stable_seconds": 1, "minimum_interval_seconds": 5},
         migration={"stable_seconds": 1},
     )
+    for relative, count in ARCHIVE.items():
+        path = project / "data" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\n".join(chat_line(i) for i in range(count)) + b"\n")
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "telemetry": {"enabled": False},
-                "concurrency": {"pools": {"default_limit": 2}, "runs": {"max_concurrent_runs": 4}},
-            }
-        )
-    )
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance_config(storage)))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGSTER_"))}
     env.update(
         DAGSTER_HOME=str(home),
@@ -161,11 +216,14 @@ def dagster_dev(tmp_path: Path, seaweed: S3Settings) -> Iterator[tuple[DagsterDe
         AWS_REGION=seaweed.region or "us-east-1",
         PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     )
-    dev = DagsterDev(project, home, env)
-    try:
-        yield dev, config
-    finally:
-        dev.stop()
+    # `make run` first: the dataset is built before the Dagster home exists
+    build_dataset(*config_and_store(config, seaweed))
+    with contextlib.ExitStack() as stack:
+        if storage == "postgres":
+            env.update(stack.enter_context(running_postgres()).env())
+        dev = DagsterDev(project, home, env)
+        stack.callback(dev.stop)
+        yield dev, config, storage
 
 
 def chat_line(i: int) -> bytes:
@@ -184,6 +242,22 @@ def latest_manifest(store: S3ObjectStore, prefix: str) -> dict[str, Any] | None:
     manifest: dict[str, Any] = orjson.loads(store.get_bytes(key))
     return manifest
 
+
+RUN_LOGS = """
+query($runId: ID!) {
+  logsForRun(runId: $runId) {
+    __typename
+    ... on EventConnection { events { __typename ... on MessageEvent { message } } }
+  }
+}"""
+
+SENSOR_TICKS = """
+query($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { ticks(limit: 20) { status skipReason runIds } } }
+  }
+}"""
 
 ADD_PARTITION = """
 mutation($selector: RepositorySelector!, $name: String!, $key: String!) {
@@ -214,35 +288,100 @@ query($id: String!) {
 }"""
 
 
+def worker_pid(dev: DagsterDev, run_id: str) -> int | None:
+    """The run worker's pid, from the run's own log (the multiprocess executor names it)."""
+    events = dev.query(RUN_LOGS, {"runId": run_id})["logsForRun"].get("events") or []
+    for event in events:
+        found = re.search(r"parent process \(pid: (\d+)\)", event.get("message") or "")
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def kill_tree(dev: DagsterDev, pid: int) -> None:
+    """SIGKILL a process and everything it started (the run worker and its step processes)."""
+    for victim in _descendants(_group_processes(dev.proc.pid), pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+
+
+def launch_migration_backfill(dev: DagsterDev, keys: list[str]) -> str:
+    for key in keys:
+        added = dev.query(
+            ADD_PARTITION, {"selector": dev.selector(), "name": "migration_files", "key": key}
+        )["addDynamicPartition"]["__typename"]
+        assert added in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"), added
+    params = {"assetSelection": [{"path": ["migrated_file"]}], "partitionNames": keys}
+    launched = dev.query(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return str(launched["backfillId"])
+
+
 def test_sensor_rebuild_then_migration_backfill(
-    dagster_dev: tuple[DagsterDev, Path], seaweed: S3Settings
+    dagster_dev: tuple[DagsterDev, Path, str], seaweed: S3Settings
 ) -> None:
-    dev, config_path = dagster_dev
+    dev, config_path, storage = dagster_dev
     cfg = load_config(config_path)
     store = S3ObjectStore(cfg.bucket, seaweed, part_size=cfg.part_size)
     generated = config_path.parent / "data" / "generated"
+    initial = latest_manifest(store, cfg.prefix)
+    assert initial is not None
+    killed: set[str] = set()
 
     dev.location = wait_for("the code location to load", dev.loaded_location, 180, dev.log)
 
-    def builds_finished() -> list[dict[str, Any]] | None:
-        runs = dev.runs()
-        failed = [r for r in runs if r["status"] in ("FAILURE", "CANCELED")]
-        if failed:
-            pytest.fail(f"build run failed: {failed}\n{dev.log.read_text()[-6000:]}")
-        return runs if runs and all(r["status"] == "SUCCESS" for r in runs) else None
+    # -- 0. a fresh Dagster home on a built dataset: the first tick requests nothing ----------
+    def first_tick() -> dict[str, Any] | None:
+        done = [t for t in dev.sensor_ticks("rebuild_on_new_data") if t["status"] != "STARTED"]
+        return done[-1] if done else None  # ticks are newest first
 
-    # the sensor's first tick builds what is already there
-    wait_for("the sensor's initial build", builds_finished, 300, dev.log)
-    initial = latest_manifest(store, cfg.prefix)
-    assert initial is not None
+    tick = wait_for("the rebuild sensor's first tick", first_tick, 120, dev.log)
+    assert tick["status"] == "SKIPPED", tick
+    assert f"sources unchanged since build {initial['build_id']}" in tick["skipReason"]
+    assert dev.runs("build_dataset") == []
 
+    # -- 2 (started now, runs beside the rebuild). Migration backfill of every local file ------
+    found = discover(cfg)
+    keys = found.partition_keys()
+    assert sorted(keys) == sorted(ARCHIVE)  # the families' own sources are never offered
+    assert "coding_help.jsonl" in {Path(u.path).name for u in found.in_use}
+    expected = {
+        k: hashlib.sha256((cfg.migration.data_root / k).read_bytes()).hexdigest() for k in keys
+    }
+    backfill_id = launch_migration_backfill(dev, keys)
+
+    # -- 1. a new file → one rebuild (SQLite: its worker is killed, the retry publishes) ------
     new_file = generated / "coding_help_e2e.jsonl"
     tmp = new_file.with_suffix(".jsonl.tmp")  # a temp name: must never trigger on its own
     tmp.write_bytes(b"\n".join(chat_line(i) for i in range(25)) + b"\n")
     tmp.rename(new_file)
 
+    def builds_ok() -> list[dict[str, Any]]:
+        runs = dev.runs("build_dataset")
+        failed = [r for r in runs if r["status"] in ("FAILURE", "CANCELED")]
+        if [r for r in failed if r["runId"] not in killed]:
+            pytest.fail(f"build run failed: {failed}\n{dev.log.read_text()[-6000:]}")
+        return runs
+
+    if storage == "sqlite":
+
+        def started_worker() -> tuple[str, int] | None:
+            started = [r["runId"] for r in builds_ok() if r["status"] == "STARTED"]
+            pid = worker_pid(dev, started[0]) if started else None
+            return (started[0], pid) if started and pid else None
+
+        run_id, pid = wait_for("the rebuild run's worker", started_worker, 120, dev.log)
+        time.sleep(2)  # mid-build
+        killed.add(run_id)
+        kill_tree(dev, pid)
+
+        def killed_run_failed() -> bool:
+            return any(r["runId"] == run_id and r["status"] == "FAILURE" for r in builds_ok())
+
+        wait_for("the killed run to be marked FAILED", killed_run_failed, 60, dev.log)
+
     def manifest_with_new_file() -> dict[str, Any] | None:
-        builds_finished()  # fails fast on a failed run
+        builds_ok()  # fails fast on a failed run
         manifest = latest_manifest(store, cfg.prefix)
         if manifest and any(new_file.name in i["uri"] for i in manifest.get("inputs", [])):
             return manifest
@@ -254,39 +393,32 @@ def test_sensor_rebuild_then_migration_backfill(
         manifest["counts"]["per_family"]["coding_help"]
         > initial["counts"]["per_family"]["coding_help"]
     )
+
+    def builds_finished() -> list[dict[str, Any]] | None:
+        runs = builds_ok()
+        return runs if all(r["status"] in ("SUCCESS", "FAILURE") for r in runs) else None
+
     runs = wait_for("the rebuild run to finish", builds_finished, 120, dev.log)
-    changes = sorted(
-        t["value"] for r in runs for t in r["tags"] if t["key"] == "dataset_assets/changes"
-    )
-    assert len(runs) == 2 and "added coding_help_e2e.jsonl" in changes, runs
+    succeeded = [r for r in runs if r["status"] == "SUCCESS"]
+    assert len(succeeded) == 1, runs
+    if killed:
+        (retry,) = succeeded  # run_retries re-executed the killed run; nothing stalled
+        assert tag(retry, "dagster/parent_run_id") in killed, retry
+    else:
+        assert tag(succeeded[0], "dataset_assets/changes") == "added coding_help_e2e.jsonl"
 
-    # -- migration backfill over every local dataset file -----------------------------------
-    found = discover(cfg)
-    keys = found.partition_keys()
-    expected = {
-        k: hashlib.sha256((cfg.migration.data_root / k).read_bytes()).hexdigest() for k in keys
-    }
-    assert set(keys) >= {f"generated/{new_file.name}", "generated/coding_help.jsonl"}
-    for key in keys:
-        added = dev.query(
-            ADD_PARTITION, {"selector": dev.selector(), "name": "migration_files", "key": key}
-        )["addDynamicPartition"]["__typename"]
-        assert added in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"), added
-    params = {"assetSelection": [{"path": ["migrated_file"]}], "partitionNames": keys}
-    launched = dev.query(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
-
+    # -- 2. (end) the backfill moved every archive file, and only those ------------------------
     def backfill_done() -> str | None:
         status = dev.query(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
         return (
             None if status["status"] in ("REQUESTED", "FAILING", "CANCELING") else status["status"]
         )
 
-    assert wait_for("the migration backfill", backfill_done, 420, dev.log) == "COMPLETED_SUCCESS"
+    assert wait_for("the migration backfill", backfill_done, 300, dev.log) == "COMPLETED_SUCCESS"
     for key, sha256 in expected.items():
         info = store.head(migrated_key(cfg.migration.prefix, key))
         assert info.sha256 == sha256, key
         assert not (cfg.migration.data_root / key).exists(), key
+    assert new_file.exists() and (generated / "coding_help.jsonl").exists()
     ledger = [orjson.loads(line) for line in cfg.migration.ledger_path.read_bytes().splitlines()]
     assert {e["relative_path"] for e in ledger} == set(keys)
