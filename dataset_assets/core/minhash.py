@@ -23,14 +23,15 @@ How, with no Python loop per word or shingle (numpy over a batch's UTF-8 bytes):
    Sketching*, 2017; the scheme of rensa's R-MinHash): the high bits of a shingle hash pick one
    of ``num_perm`` bins, its low 32 bits are the value, and each bin keeps its minimum (one
    ``np.minimum.at`` scatter per batch). Texts left with empty bins (fewer shingles than a few
-   times ``num_perm``) get more rounds: their shingles are re-hashed into bins, and a round's
-   values rank after every earlier round's, so a bin holds the minimum of the first round that
-   reached it. A bin still empty after 4 rounds (texts of a few dozen shingles) copies the
-   first non-empty bin of a fixed pseudo-random probe sequence (optimal densification,
-   Shrivastava 2017). Each slot of two signatures is equal with probability ≈ the Jaccard
-   similarity of the shingle sets, with the accuracy of ``num_perm`` independent permutations
-   (measured in ``bench/bench_signatures.py``: the same error as rensa's R-MinHash), at the
-   cost of ~1 hash per shingle instead of ``num_perm``.
+   times ``num_perm``) get up to 3 more rounds: their shingles are re-hashed (multiply-shift)
+   into bins, and a round's values rank after every earlier round's, so a bin holds the
+   minimum of the first round that reached it. A bin still empty after that (a few bins of
+   texts under ~300 shingles at 128 bins) copies the first non-empty bin of a fixed
+   pseudo-random probe sequence (optimal densification, Shrivastava 2017). Each slot of two
+   signatures is equal with probability ≈ the Jaccard similarity of the shingle sets, with the
+   accuracy of ``num_perm`` independent permutations (``bench/bench_signatures.py``: the same
+   error as rensa's R-MinHash on the same shingles, over 6 seeds), at the cost of 1-4 hashes
+   per shingle instead of ``num_perm``.
 
 Band keys: band ``b`` of a signature (rows ``b*r .. b*r + r - 1``, ``r = num_perm / bands``) is
 hashed with its index to one 64-bit key (equal rows give equal keys; different rows collide with
