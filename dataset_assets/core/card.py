@@ -164,7 +164,10 @@ def loader_snippet(manifest: Manifest, *, endpoint_url: str | None = None) -> st
         "",
     ]
     if endpoint_url:
-        lines.append(f'settings = S3Settings(endpoint_url="{endpoint_url}")  # keys: AWS_* env')
+        lines += [
+            "# keys: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), as for boto3",
+            f'settings = S3Settings(endpoint_url="{endpoint_url}")',
+        ]
     else:
         lines.append("settings = S3Settings()  # the standard AWS configuration chain")
     lines += [

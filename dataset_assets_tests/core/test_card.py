@@ -8,6 +8,9 @@ import yaml
 from dataset_assets.core.card import human_bytes, render_card, render_hf_readme
 from dataset_assets.core.config import DatasetConfig, parse_config
 from dataset_assets.core.manifest import BuildCounts, FileEntry, Manifest, ShardEntry
+from dataset_assets.loader import S3DatasetLoader
+from dataset_assets.storage import S3ObjectStore
+from dataset_assets_tests.loader.datasets import ident, make_dataset, publish_s3
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -195,3 +198,28 @@ def test_hf_readme_omits_empty_splits(manifest: Manifest, cfg: DatasetConfig) ->
 )
 def test_human_bytes(n: int, text: str) -> None:
     assert human_bytes(n) == text
+
+
+def test_card_snippet_streams_the_build_from_a_real_s3_server(
+    seaweed_store: S3ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The card's snippet, run as a user would paste it (keys in the AWS_* environment)."""
+    ds = make_dataset(seaweed_store.bucket, {"train": [30, 12], "val": [4], "test": [5]})
+    publish_s3(ds, seaweed_store)
+    settings = seaweed_store.settings
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", settings.access_key_id or "")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", settings.secret_access_key or "")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", settings.region or "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    cfg = parse_config(
+        {"bucket": seaweed_store.bucket, "families": [{"name": "alpha", "paths": ["x"]}]},
+        Path("/p"),
+    )
+    card = render_card(ds.manifest, cfg, endpoint_url=settings.endpoint_url)
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, object] = {}
+    exec(compile(snippet, "<card snippet>", "exec"), namespace)
+    loader = namespace["loader"]
+    assert isinstance(loader, S3DatasetLoader)
+    assert loader.build_id == ds.manifest.build_id
+    assert sorted(ident(r) for r in loader) == sorted(ident(r) for r in ds.records["train"])
