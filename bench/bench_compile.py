@@ -626,6 +626,12 @@ def markdown(mb: float, rows: list[dict[str, Any]]) -> str:
             f"{r['server_cpu_s']:.1f} | {r['other_busy_cores']:.2f} | "
             f"{r.get('shards', '')} | {'; '.join(notes)} |"
         )
+    busiest = max((r["other_busy_cores"] for r in rows), default=0.0)
+    if busiest > 0.3:
+        lines.append(
+            f"\nWarning: other processes kept up to {busiest:.2f} of {os.cpu_count()} cores busy "
+            "during this run: wall times and MB/s are inflated; CPU seconds are not."
+        )
     return "\n".join(lines)
 
 
