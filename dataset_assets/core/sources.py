@@ -355,6 +355,7 @@ def _balanced(depth: int) -> "re.Pattern[bytes]":
 
 
 _BALANCED = _balanced(12)
+_STRING_REST = re.compile(rb'(?:[^"\\\n]++|\\[^\n])*+')
 _TAIL = re.compile(rb'[^,\n\[{"]*+')
 _CLOSER = {ord("{"): ord("}"), ord("["): ord("]")}
 _OPEN = frozenset(b"{[")
@@ -407,7 +408,8 @@ class _ArrayParser:
         return self.buf[pos - self.base]
 
     def held(self, start: int, end: int) -> bytes:
-        return bytes(self.buf[max(start - self.base, 0) : end - self.base])
+        with memoryview(self.buf) as view:
+            return bytes(view[max(start - self.base, 0) : end - self.base])
 
     def skip_ws(self, pos: int) -> int:
         """The first non-whitespace position at or after ``pos``, counting lines on the way."""
@@ -619,14 +621,25 @@ class _ArrayParser:
             if ch == ord("\n"):
                 self.line += 1
                 self.line_start = pos
-            elif ch == ord('"'):
-                if self.buf.find(b"\n", at - self.base) < 0 and not self.eof:
-                    pos = at  # the string may close in the next chunk
-                    if not self.fill():
-                        pos = at + 1
-                        broken = broken or "unterminated string"
-                    continue
-                broken = broken or "unterminated string"
+            elif ch == ord('"'):  # a string that does not close within the window
+                while True:
+                    if skipping:
+                        limit = None if resync is None else resync[0] + self.max_bytes
+                    else:
+                        limit = start + self.max_bytes
+                    closed, pos = self.string_end(at, limit)
+                    if closed is not None:
+                        break
+                    if skipping:
+                        resync = None  # too far back to resume there
+                        continue
+                    if resync is not None:
+                        return (yield from self.cut(start, line, resync, "element does not close"))
+                    why = f"element longer than {self.max_bytes} bytes"
+                    yield self.bad("line_too_long", start, line, why)
+                    skipping = True
+                if not closed:
+                    broken = broken or "unterminated string"
             elif ch in _OPEN:
                 if stack and resync is None and self.looks_like_start(at, own_indent, first_key):
                     resync = (at, self.line, self.line_start)
@@ -651,6 +664,31 @@ class _ArrayParser:
             yield self.bad(_parse_reason(self.held(start, pos), None), start, line, broken)
             return pos
         return (yield from self.cut(start, line, resync, broken))
+
+    def string_end(self, at: int, limit: int | None) -> tuple[bool | None, int]:
+        """Read the string opened at ``at`` to its end, filling the window as needed.
+
+        Returns ``(True, position after the closing quote)``, ``(False, position of the raw
+        newline or end of file that leaves it open)``, or ``(None, at)`` once it runs past
+        ``limit``. Without a limit, the bytes read are released as it goes.
+        """
+        pos = at + 1
+        while True:
+            i = pos - self.base
+            j = _STRING_REST.match(self.buf, i).end()  # type: ignore[union-attr]
+            if j < len(self.buf):
+                stop = self.buf[j]
+                if stop == ord('"'):
+                    return True, self.base + j + 1
+                if stop == ord("\n") or j + 1 < len(self.buf):  # a newline, or backslash-newline
+                    return False, self.base + j
+            pos = self.base + j  # the window ends inside the string (maybe after a backslash)
+            if limit is not None and pos > limit:
+                return None, at
+            if limit is None:
+                self.keep = pos
+            if not self.fill():
+                return False, self.base + len(self.buf)
 
     def cut(
         self, start: int, line: int, resync: tuple[int, int, int], why: str

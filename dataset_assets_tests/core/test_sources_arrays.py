@@ -198,3 +198,25 @@ def test_nested_object_that_looks_like_the_next_element_is_not_an_element_end() 
     values = [{"id": 0}, {"id": 1}, {"id": 2, "sub": [{"q": 1}, {"id": 9}]}, {"id": 3}] * 3
     for data in (json.dumps(values).encode(), _one_per_line([orjson.dumps(v) for v in values])):
         assert [i.value for i in _items(data)] == values
+
+
+def test_element_with_a_string_over_the_limit_is_skipped_in_bounded_memory() -> None:
+    big = orjson.dumps({"messages": [{"role": "user", "content": "w" * (24 * MiB)}]})
+    data = _one_per_line([ELEMENTS[0], big, ELEMENTS[1]])
+    stream = io.BufferedReader(io.BytesIO(data), buffer_size=MiB)
+    tracemalloc.start()
+    try:
+        items = list(iter_source_items(stream, "x.json", 1 * MiB))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert _summary(items) == ([1, 3], [("line_too_long", 2)])
+    assert peak < 8 * MiB, f"peak {peak / MiB:.1f} MiB"
+
+
+def test_element_with_a_long_string_under_the_limit_is_read() -> None:
+    text = "w" * (12 * MiB)
+    big = orjson.dumps({"messages": [{"role": "user", "content": text}]})
+    items = _items(_one_per_line([ELEMENTS[0], big, ELEMENTS[1]]))
+    assert [i.line for i in items if isinstance(i, RawItem)] == [1, 2, 3]
+    assert items[1].value["messages"][0]["content"] == text
