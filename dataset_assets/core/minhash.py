@@ -194,7 +194,7 @@ class Signer:
         hashes: list[U64] = []
         docs: list[npt.NDArray[np.int64]] = []
         for start, end in _batches(texts):
-            h, d = self._shingles(texts[start:end])
+            h, d, _, _ = self._shingles(texts[start:end])
             order = np.argsort(d, kind="stable")
             order = order[d[order] < end - start]
             hashes.append(h[order])
@@ -213,7 +213,7 @@ class Signer:
 
     def _sign_batch(self, texts: Sequence[str]) -> U32:
         n, k = len(texts), self.num_perm
-        hashes, docs = self._shingles(texts)
+        hashes, docs, offset, number = self._shingles(texts)
         # round 0: each shingle falls in one bin, whose value is the minimum low 32 bits
         values = np.full((n + 1) * k, _EMPTY, dtype=np.uint32)
         low = hashes.view(np.uint32)[0 if _LITTLE else 1 :: 2]  # low 32 bits, no copy
@@ -223,31 +223,29 @@ class Signer:
         sigs = values[: n * k].reshape(n, k)
         open_rows = np.flatnonzero((sigs == _EMPTY).any(axis=1))
         if len(open_rows):
-            sigs[open_rows] = self._more_rounds(hashes, docs, sigs[open_rows], open_rows, n)
+            sigs[open_rows] = self._more_rounds(
+                hashes, offset[open_rows], number[open_rows], sigs[open_rows]
+            )
         return self._densify(sigs)
 
-    def _more_rounds(
-        self, hashes: U64, docs: I64, sigs: U32, rows: npt.NDArray[np.intp], n: int
-    ) -> U32:
-        """Rounds 1, 2, ... for the texts ``rows`` that have empty bins: their shingles are
-        hashed again into bins, with values ``r * 2^32 + 32 bits`` in round ``r``, so a bin
-        keeps the minimum of the first round that reached it (fast similarity sketching)."""
-        k = self.num_perm
+    def _more_rounds(self, hashes: U64, offset: I64, number: I64, sigs: U32) -> U32:
+        """Rounds 1, 2, ... for the texts that have empty bins (``sigs``; their shingles are
+        ``hashes[offset:offset + number]``): the shingles are hashed again into bins, with
+        values ``r * 2^32 + 32 bits`` in round ``r``, so a bin keeps the minimum of the first
+        round that reached it (fast similarity sketching)."""
+        k, m = self.num_perm, len(sigs)
         values = sigs.astype(np.uint64)
         values[sigs == _EMPTY] = _EMPTY64
-        place = np.full(n + 1, -1, dtype=np.int64)  # text index -> row of ``values``
-        place[rows] = np.arange(len(rows))
-        row = place[docs]
-        sub = np.flatnonzero(row >= 0)
-        h, row = hashes[sub], row[sub]
+        # the shingles of those texts, and the row of each
+        ends = np.cumsum(number)
+        pick = np.repeat(offset - ends + number, number) + np.arange(int(ends[-1]))
+        h, row = hashes[pick], np.repeat(np.arange(m, dtype=np.int64), number)
         flat = values.reshape(-1)
         for r in range(1, _ROUNDS):
-            # round r: multiply-shift by an odd constant (bins from the high bits), value from
-            # all 64 bits folded to 32
+            # round r: multiply-shift by an odd constant; bin from the top bits, value from the
+            # high 32 bits (which depend on all 64 bits of the shingle hash)
             again = h * self._round_seed[r]
-            value = again >> _M(32)
-            value ^= again
-            value &= _M(0xFFFFFFFF)
+            value = again.view(np.uint32)[1 if _LITTLE else 0 :: 2].astype(np.uint64)
             value |= _M(r << 32)
             slot = row * k
             slot += self._bins(again)
@@ -293,9 +291,10 @@ class Signer:
         values[rows] = result
         return values
 
-    def _shingles(self, texts: Sequence[str]) -> tuple[U64, I64]:
-        """Shingle hashes of a batch and the index of the text of each (``len(texts)`` for a
-        word window that is not a shingle of one text)."""
+    def _shingles(self, texts: Sequence[str]) -> tuple[U64, I64, I64, I64]:
+        """Shingle hashes of a batch, the index of the text of each (``len(texts)`` for a word
+        window that is not a shingle of one text), and per text the offset and the number of
+        its shingles in the hashes."""
         n, w, cap = len(texts), self.shingle_words, self.max_words
         encoded: list[bytes | memoryview] = []
         unicode: list[str] = []
@@ -350,9 +349,12 @@ class Signer:
             _fmix64(hashes)
             across = (first[1:, None] - np.arange(1, w)[None, :]).ravel()
             docs[across[(across >= 0) & (across < nwin)]] = n
-        short = np.flatnonzero(counts < w)
+        is_short = counts < w
+        number = np.where(is_short, 1, counts - (w - 1))
+        offset = np.where(is_short, nwin + np.cumsum(is_short) - 1, first)
+        short = np.flatnonzero(is_short)
         if not len(short):
-            return hashes, docs
+            return hashes, docs, offset, number
         # a text of fewer than w words is one shingle of all its words (maybe none)
         c = counts[short]
         acc = self._arity[c].copy()
@@ -360,7 +362,7 @@ class Signer:
             has = c > j
             acc[has] += word_hash[first[short[has]] + j] * self._coef[j]
         _fmix64(acc)
-        return np.concatenate((hashes, acc)), np.concatenate((docs, short))
+        return np.concatenate((hashes, acc)), np.concatenate((docs, short)), offset, number
 
     # -- band keys --------------------------------------------------------------------------
 
