@@ -12,7 +12,7 @@ setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dagster,local,dev,torch]'
+	$(BIN)/pip install -q -e '.[dagster,local,dev,torch,hf,deploy]'
 	touch $(STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml:
