@@ -22,6 +22,7 @@ copies the committed build's export there.
 """
 
 import hashlib
+import itertools
 from collections import Counter
 from collections.abc import Sequence
 
@@ -206,11 +207,16 @@ def export_problems(
             f"S3 has {info.size} bytes etag {info.etag}"
         )
     if readback:
-        problems += _readback_problems(store, manifest, entry)
+        problems += export_readback_problems(store, manifest)
     return problems
 
 
-def _readback_problems(store: S3ObjectStore, manifest: Manifest, entry: FileEntry) -> list[str]:
+def export_readback_problems(store: S3ObjectStore, manifest: Manifest) -> list[str]:
+    """Stream the export once: each part's byte range hashed and compared with its shard's
+    sha256 (naming the part that differs), and the whole against ``sha256`` when recorded."""
+    entry = manifest.export
+    if entry is None:
+        return []
     shards = {s.key: s for s in manifest.shards}
     ranges: list[tuple[str, int, str | None]] = []
     for key in entry.parts:
@@ -219,7 +225,7 @@ def _readback_problems(store: S3ObjectStore, manifest: Manifest, entry: FileEntr
             return [f"{entry.uri}: part {key} is not a shard of build {manifest.build_id}"]
         ranges.append((key, shard.bytes, shard.sha256))
     problems: list[str] = []
-    whole = hashlib.sha256()
+    whole = hashlib.sha256() if entry.sha256 is not None else None
     chunks = store.iter_bytes(entry.key)
     pending = b""
     for key, size, sha256 in ranges:
@@ -232,14 +238,20 @@ def _readback_problems(store: S3ObjectStore, manifest: Manifest, entry: FileEntr
                     break
             take, pending = pending[:need], pending[need:]
             part.update(take)
-            whole.update(take)
+            if whole is not None:
+                whole.update(take)
             need -= len(take)
         if need or part.hexdigest() != sha256:
             problems.append(
                 f"{entry.uri}: bytes of part {key} hash to {part.hexdigest()}, not {sha256}"
             )
-    for rest in [pending, *chunks]:
-        whole.update(rest)
-    if entry.sha256 is not None and whole.hexdigest() != entry.sha256:
+    extra = 0
+    for chunk in itertools.chain([pending], chunks):
+        extra += len(chunk)
+        if whole is not None:
+            whole.update(chunk)
+    if entry.parts and extra:
+        problems.append(f"{entry.uri}: {extra} bytes after its last part")
+    if whole is not None and whole.hexdigest() != entry.sha256:
         problems.append(f"{entry.uri}: bytes hash to {whole.hexdigest()}, not {entry.sha256}")
     return problems

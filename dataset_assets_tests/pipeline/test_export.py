@@ -1,6 +1,7 @@
 """The build's export: composed from its verified shards under an immutable key, promoted to the
 fixed name only after the build commits. Parametrized over SeaweedFS and Ceph RGW (``store``)."""
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -177,3 +178,24 @@ def test_a_small_val_shard_between_large_ones_does_not_force_a_full_stream(
     # streamed upload of these 12 MiB would be a single 32 MiB part)
     assert export.etag == store.head(export.key).etag and export.etag.endswith("-3")
     assert export_problems(store, manifest_for(store, shards, export), readback=True) == []
+
+
+def test_readback_of_an_export_with_a_whole_sha256_and_no_parts(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    shards, data = build_shards(store, tmp_path, {"train": [100_000]})
+    key = export_key(PREFIX)  # how exports were published before they were composed
+    store.put_bytes(key, data)
+    legacy = FileEntry(
+        key=key,
+        uri=store.uri(key),
+        bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        records=sum(s.records for s in shards),
+    )
+    manifest = manifest_for(store, shards, legacy)
+    assert export_problems(store, manifest, readback=True) == []
+
+    store.put_bytes(key, data[:-1] + b"?")
+    assert export_problems(store, manifest) == []  # same size, no recorded ETag: HEAD can't tell
+    assert "bytes hash to" in export_problems(store, manifest, readback=True)[0]
