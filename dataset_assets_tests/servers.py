@@ -1,4 +1,4 @@
-"""Real S3 servers for the test suite, started by the test run itself (DESIGN §9).
+"""Real S3 servers for the test suite, started by the test run itself (docs/architecture.md).
 
 - SeaweedFS ``weed mini`` on a free block of loopback ports (never the developer's 8333).
 - Ceph RADOS Gateway 16 via ``scripts/ceph-up.sh`` in a throwaway directory, on 127.0.0.1:7480.

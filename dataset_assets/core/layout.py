@@ -1,4 +1,4 @@
-"""Canonical object keys and file names (DESIGN §5). Every key comes from here."""
+"""Canonical object keys and file names (docs/architecture.md, "Keys"): every key comes from here."""
 
 from pathlib import PurePosixPath
 

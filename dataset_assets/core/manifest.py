@@ -1,4 +1,5 @@
-"""The manifest: a build's commit record, written last; the only thing readers trust (DESIGN §5).
+"""The manifest: a build's commit record, written last; the only thing readers trust
+(docs/architecture.md, "Commit rules").
 
 The manifest is deterministic for identical inputs: ``build_id`` is derived from the config digest
 and the published content, and nothing run-specific (times, run ids) is stored in it, so a rebuild

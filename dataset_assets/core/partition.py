@@ -241,4 +241,5 @@ def read_records(path: Path) -> Iterator[bytes]:
             for line in lines:
                 yield line + b"\n"
         if pending:
-            raise IntegrityError(f"records {path}", "whole lines", f"a cut line of {len(pending)} B")
+            cut = f"a cut line of {len(pending)} B"
+            raise IntegrityError(f"records {path}", "whole lines", cut)

@@ -1,4 +1,5 @@
-"""S3DatasetLoader: stream a published split into training, exactly and fast (DESIGN §8).
+"""S3DatasetLoader: stream a published split into training, exactly and fast
+(docs/architecture.md, "The loader").
 
 How it works (details in :mod:`dataset_assets.loader.plan`): the manifest's record counts define
 the epoch's positions; each reader (rank × DataLoader worker) takes one contiguous, equal-length

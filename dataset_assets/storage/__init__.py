@@ -1,4 +1,4 @@
-"""The storage layer: the only place boto3 appears (DESIGN §3).
+"""The storage layer: the only place boto3 appears (docs/architecture.md, "Layers").
 
 S3Settings      how to reach the store (explicit, or from an environment mapping)
 S3ObjectStore   one bucket; every botocore error translated to core.errors here

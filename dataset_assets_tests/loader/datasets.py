@@ -2,7 +2,7 @@
 
 Records carry a unique ``metadata.line`` ("{split}:{n}") so tests can compare multisets and
 orders exactly. ``publish_s3`` uploads shards and both manifests (immutable + latest pointer) the
-way the pipeline lays them out (DESIGN §5).
+way the pipeline lays them out (docs/architecture.md, "Keys").
 """
 
 import hashlib
