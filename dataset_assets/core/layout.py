@@ -1,4 +1,4 @@
-"""Canonical object keys and file names (docs/architecture.md, "Keys"): every key comes from here."""
+"""Canonical object keys and file names (docs/architecture.md, "Keys"): every key is made here."""
 
 from pathlib import PurePosixPath
 
