@@ -31,6 +31,7 @@ def local_server(project_dir: Path) -> SeaweedServer:
         s3_port=LOCAL_S3_PORT,
         access_key=LOCAL_ACCESS_KEY,
         secret_key=LOCAL_SECRET_KEY,
+        anonymous_read=True,  # loopback only: the Dagster UI's object links open in a browser
     )
 
 

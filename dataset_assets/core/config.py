@@ -125,7 +125,7 @@ class CardOptions(_Strict):
 
     pretty_name: str | None = None
     description: str | None = None
-    license: str | None = None
+    license: str = Field("other", description="an SPDX id, or 'other'")
 
 
 def _clean_key_prefix(value: str) -> str:

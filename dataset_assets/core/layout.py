@@ -139,3 +139,8 @@ def run_journal_key(prefix: str, run_id: str, step: str) -> str:
 def run_prefix(prefix: str, run_id: str) -> str:
     """Folder of a run's references and step journals (``{prefix}/_runs/{run_id}/``)."""
     return _join(prefix, "_runs", run_id) + "/"
+
+
+def readme_key(prefix: str) -> str:
+    """The dataset card (Hugging Face style README.md) of the latest committed build."""
+    return _join(prefix, "README.md")

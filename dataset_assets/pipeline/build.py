@@ -10,12 +10,14 @@ import shutil
 import uuid
 from pathlib import Path
 
+from dataset_assets.core.card import render_hf_readme
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.errors import QualityGateError
 from dataset_assets.core.layout import (
     SPLITS,
     build_sidecar_key,
     cache_shards_key,
+    readme_key,
     run_journal_key,
     run_prefix,
 )
@@ -140,6 +142,7 @@ class Build:
             commit_manifest(self.store, manifest, self.cfg.manifest_path, started)
             if manifest.export is not None:
                 promote_export(self.store, manifest)
+            self.publish_card(manifest)
             self.publish_journal(manifest)
         shutil.rmtree(run_folder(self.cfg, self.run_id), ignore_errors=True)
         prune_local_cache(self.cfg, result)
@@ -152,6 +155,22 @@ class Build:
             for split in part.split_records
         ]
         return result.cache_keys(self.cfg.prefix, shard_sets)
+
+    def publish_card(self, manifest: Manifest) -> str:
+        """The committed build's dataset card, as a Hugging Face style ``README.md`` next to the
+        manifest (replaced by each commit, like the latest pointer)."""
+        card = self.cfg.card
+        text = render_hf_readme(
+            manifest,
+            self.cfg,
+            license=card.license,
+            description=card.description,
+            pretty_name=card.pretty_name,
+            endpoint_url=self.store.settings.endpoint_url,
+        )
+        key = readme_key(self.cfg.prefix)
+        self.store.put_bytes(key, text.encode(), content_type="text/markdown; charset=utf-8")
+        return self.store.uri(key)
 
     def publish_journal(self, manifest: Manifest) -> str:
         """Gather the run's step journals next to its manifest (kept out of the deterministic

@@ -74,6 +74,8 @@ class SeaweedServer:
         die_with_parent: (Linux) the server gets SIGTERM when the process that started it
             dies, so a killed test run leaves no server behind. Off for the CLI, whose server
             must outlive the command.
+        anonymous_read: unsigned GETs may read objects (not list or write): the embedded
+            default turns it on so the Dagster UI's object links open in a browser.
     """
 
     def __init__(
@@ -85,8 +87,10 @@ class SeaweedServer:
         access_key: str = "CIACCESSKEY000000000",
         secret_key: str = "CISECRETKEY00000000000000000000000000000",
         die_with_parent: bool = False,
+        anonymous_read: bool = False,
     ) -> None:
         self.data_dir = data_dir
+        self.anonymous_read = anonymous_read
         self.port_base = port_base
         self.s3_port = port_base if port_base is not None else s3_port
         self.access_key = access_key
@@ -170,6 +174,9 @@ class SeaweedServer:
                 }
             ]
         }
+        if self.anonymous_read:
+            # Unsigned GETs (the UI's object links) may read; listing and writing need the keys.
+            identity["identities"].append({"name": "anonymous", "actions": ["Read"]})
         config = self.data_dir / "s3.json"
         config.write_text(json.dumps(identity, indent=2))
         config.chmod(0o600)

@@ -52,6 +52,8 @@ def test_materialize_publishes_a_verified_dataset_and_leaves_no_local_copies(bui
     manifest = Manifest.from_json(local_manifest.read_bytes())
     assert store.get_bytes(latest_manifest_key(manifest.prefix)) == local_manifest.read_bytes()
     assert store.exists(f"{manifest.prefix}/manifests/{manifest.build_id}.json")
+    card = store.get_bytes(f"{manifest.prefix}/README.md").decode()
+    assert card.startswith("---\n") and "configs:" in card and manifest.build_id in card
 
     journal_keys = [o.key for o in store.list(f"{manifest.prefix}/builds/{manifest.build_id}/")]
     assert len(journal_keys) == 1 and "journal-" in journal_keys[0]
