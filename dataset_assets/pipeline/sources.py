@@ -19,8 +19,18 @@ def list_sources(
 ) -> list[SourceRef]:
     """Every input file of a family: local globs expanded, s3:// prefixes listed.
 
-    Pass the config file's folder as ``root``: local uris are then relative to it (no host paths
-    in published data); ``s3://`` uris are unchanged.
+    Args:
+        family: the family to list.
+        store: the dataset bucket's store (required when the family has ``s3://`` paths).
+        root: the config file's folder. Local uris are then POSIX paths relative to it, so no
+            host path reaches records, quarantine entries or the manifest; a file name that is
+            not UTF-8 is listed backslash-escaped (see
+            :func:`dataset_assets.core.sources.local_uri`) and still opened by its real path.
+            ``s3://`` uris are unchanged. Everything that compares uris (the compile's manifest
+            ``inputs`` and the rebuild sensor) must list with the same ``root``.
+
+    Raises:
+        ConfigError: an ``s3://`` path outside the dataset bucket.
     """
     refs = expand_local(family, root)
     for path in family.paths:
@@ -40,7 +50,7 @@ def list_sources(
 
 @contextmanager
 def open_source(ref: SourceRef, store: S3ObjectStore | None) -> Iterator[BinaryIO]:
-    """A buffered binary stream over a source file."""
+    """A buffered binary stream over a source file (local files by ``ref.path``)."""
     if not ref.path and ref.uri.startswith("s3://"):
         assert store is not None  # list_sources refused S3 sources without a store
         _, key = parse_s3_uri(ref.uri)
