@@ -25,6 +25,17 @@ counts how often it fired):
   the client sees a short read mid-body (for resume-with-Range tests of the loader).
 - ``http_500(times)``: answer the next request(s) with ``500 InternalError`` without forwarding.
 - ``reset(times)``: close the next client connection(s) as soon as a request head arrives.
+- ``slowdown_503(times)``: answer with ``503 SlowDown`` without forwarding (a throttling storm
+  when ``times`` is large or None): botocore retries it within its ``max_attempts`` budget.
+- ``trickle(bytes_per_s, times)``: relay the next GET response head at once, then its body at
+  ``bytes_per_s`` (1 = one byte per second) until the client gives up and closes. A per-read
+  socket timeout never fires on it: only a deadline on the whole transfer does.
+
+``hold(method, path_substring, skip=0, after_forward=False)`` pauses one request (the
+``skip + 1``-th match) and returns a :class:`Hold`: ``hold.reached`` is set when the request is
+paused, so a test can SIGKILL the client at exactly that point; ``hold.release()`` lets it go on.
+With ``after_forward=True`` the request reaches the server and the *response* is held (the write
+happened, the client never learns it). ``stop()`` releases nothing: held connections are closed.
 
 ``only_path(substring)`` restricts every mode to requests whose path contains ``substring``.
 """
@@ -37,7 +48,15 @@ import urllib.parse
 from collections.abc import Callable
 from types import TracebackType
 
-MODES = ("corrupt_request_body", "corrupt_response_body", "cut_response_after", "http_500", "reset")
+MODES = (
+    "corrupt_request_body",
+    "corrupt_response_body",
+    "cut_response_after",
+    "http_500",
+    "reset",
+    "slowdown_503",
+    "trickle",
+)
 _MAX_HEAD = 64 * 1024
 _BUF = 256 * 1024
 
@@ -132,6 +151,32 @@ def _read_chunked(reader: _Reader) -> bytes:
         out.append(reader.exactly(size + 2))
 
 
+class Hold:
+    """One paused request (see :meth:`FaultProxy.hold`)."""
+
+    def __init__(self, method: str, path_substring: str, skip: int, after_forward: bool) -> None:
+        self.method = method.upper()
+        self.path_substring = path_substring
+        self.skip = skip
+        self.after_forward = after_forward
+        self.reached = threading.Event()
+        self._released = threading.Event()
+        self.path: str | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        return method == self.method and self.path_substring in path
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait_released(self, stopping: Callable[[], bool]) -> bool:
+        """Block until released (True) or the proxy stops (False)."""
+        while not self._released.wait(0.05):
+            if stopping():
+                return False
+        return True
+
+
 class FaultProxy:
     """Fault-injecting proxy in front of ``upstream`` (an ``http://host:port`` URL)."""
 
@@ -144,6 +189,9 @@ class FaultProxy:
         self.requests = 0
         self._armed: dict[str, int | None] = {}
         self._cut_bytes = 0
+        self._trickle_rate = 1.0
+        self._holds: list[Hold] = []
+        self.log: list[tuple[str, str]] = []
         self._path_filter: str | None = None
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -178,6 +226,35 @@ class FaultProxy:
     def reset(self, times: int | None = 1) -> None:
         self._arm("reset", times)
 
+    def slowdown_503(self, times: int | None = 1) -> None:
+        self._arm("slowdown_503", times)
+
+    def trickle(self, bytes_per_s: float = 1.0, times: int | None = 1) -> None:
+        self._trickle_rate = bytes_per_s
+        self._arm("trickle", times)
+
+    def hold(
+        self, method: str, path_substring: str, *, skip: int = 0, after_forward: bool = False
+    ) -> Hold:
+        """Pause the ``skip + 1``-th request of ``method`` whose path contains
+        ``path_substring`` (before forwarding it, or after, holding its response)."""
+        h = Hold(method, path_substring, skip, after_forward)
+        with self._lock:
+            self._holds.append(h)
+        return h
+
+    def _take_hold(self, method: str, path: str) -> Hold | None:
+        with self._lock:
+            for h in self._holds:
+                if h.matches(method, path):
+                    if h.skip > 0:
+                        h.skip -= 1
+                        continue
+                    self._holds.remove(h)
+                    h.path = path
+                    return h
+        return None
+
     def only_path(self, substring: str | None) -> None:
         self._path_filter = substring
 
@@ -185,6 +262,7 @@ class FaultProxy:
         """Disarm every mode (counters are kept)."""
         with self._lock:
             self._armed.clear()
+            self._holds.clear()
         self._path_filter = None
 
     def _take(self, mode: str, path: str, when: bool = True) -> bool:
@@ -265,12 +343,21 @@ class FaultProxy:
                 path = rest.rsplit(" ", 1)[0]
                 with self._lock:
                     self.requests += 1
+                    self.log.append((method, path))
+                hold = self._take_hold(method, path)
+                if hold is not None and not hold.after_forward:
+                    hold.reached.set()
+                    if not hold.wait_released(lambda: self._stopping):
+                        return
                 if self._take("reset", path):
                     return
                 length = int(_get(headers, "content-length") or 0)
                 expect = (_get(headers, "expect") or "").lower() == "100-continue"
                 if self._take("http_500", path):
-                    self._answer_500(client, creader, length, expect)
+                    self._answer_error(client, creader, length, expect, 500, "InternalError")
+                    return
+                if self._take("slowdown_503", path):
+                    self._answer_error(client, creader, length, expect, 503, "SlowDown")
                     return
                 if expect:
                     client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -290,6 +377,13 @@ class FaultProxy:
                     ureader = _Reader(upstream)
                 assert ureader is not None
                 upstream.sendall(_build_head(first, headers) + body)
+                if hold is not None and hold.after_forward:
+                    head, raw = self._read_response(ureader, method)
+                    hold.reached.set()
+                    if not hold.wait_released(lambda: self._stopping):
+                        return
+                    client.sendall(head + raw)
+                    continue
                 if not self._relay_response(client, ureader, method, path):
                     return
         except (_Closed, OSError, ValueError):
@@ -299,20 +393,52 @@ class FaultProxy:
             if upstream is not None:
                 self._close(upstream)
 
-    def _answer_500(
-        self, client: socket.socket, creader: _Reader, length: int, expect: bool
+    def _answer_error(
+        self,
+        client: socket.socket,
+        creader: _Reader,
+        length: int,
+        expect: bool,
+        status: int,
+        code: str,
     ) -> None:
         if not expect and length:
             creader.exactly(length)
         body = (
-            b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
-            b"<Message>injected by FaultProxy</Message></Error>"
-        )
+            f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+            "<Message>injected by FaultProxy</Message></Error>"
+        ).encode()
+        reason = {500: "Internal Server Error", 503: "Slow Down"}.get(status, "Error")
         client.sendall(
-            b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\n"
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n".encode()
             + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
             + body
         )
+
+    def _read_response(self, ureader: _Reader, method: str) -> tuple[bytes, bytes]:
+        """One whole upstream response (head, raw body) without relaying it."""
+        while True:
+            head = ureader.head()
+            status_line, headers = _parse_head(head)
+            status = int(status_line.split(" ")[1])
+            if not 100 <= status < 200:
+                break
+        if method == "HEAD" or status in (204, 304):
+            return head, b""
+        if "chunked" in (_get(headers, "transfer-encoding") or "").lower():
+            return head, _read_chunked(ureader)
+        return head, ureader.exactly(int(_get(headers, "content-length") or 0))
+
+    def _dribble(self, client: socket.socket, head: bytes, body: bytes) -> None:
+        """Send ``head`` then ``body`` at the trickle rate until done, closed or stopped."""
+        client.sendall(head)
+        step = max(1, int(self._trickle_rate)) if self._trickle_rate >= 1 else 1
+        pause = step / self._trickle_rate
+        for i in range(0, len(body), step):
+            if self._stopping:
+                return
+            client.sendall(body[i : i + step])
+            time.sleep(pause)
 
     def _relay_response(
         self, client: socket.socket, ureader: _Reader, method: str, path: str
@@ -344,6 +470,9 @@ class FaultProxy:
             client.sendall(head + ureader.exactly(self._cut_bytes))
             return False
         body = ureader.exactly(length)
+        if self._take("trickle", path, is_get_body):
+            self._dribble(client, head, body)
+            return False
         if self._take("corrupt_response_body", path, is_get_body):
             body = _flip(body)
         client.sendall(head + body)
