@@ -5,14 +5,16 @@ Every botocore / s3transfer / socket error is turned into the typed tree of
 """
 
 import base64
+import contextlib
 import hashlib
 import os
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO, Literal, NoReturn
 
 import boto3
 import boto3.exceptions
@@ -32,6 +34,9 @@ from dataset_assets.core.layout import s3_uri
 from dataset_assets.storage.settings import S3Settings
 
 MIN_PART_SIZE = 5 * 1024 * 1024
+# Where the encryption probe of ensure_bucket writes (and deletes) its one small object.
+SSE_PROBE_PREFIX = "_dataset_assets/sse-probe-"
+Evidence = Literal["checksum_sha256", "etag_md5", "readback"]
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
 _PRECONDITION_CODES = frozenset({"412", "PreconditionFailed"})
 # Errors raised while a response body is being read, or before any response arrives.
@@ -56,6 +61,9 @@ class ObjectInfo:
             ``…-N`` for multipart composites). Ceph RGW 16 never returns one.
         last_modified: server timestamp when known.
         metadata: user metadata (lower-case keys, without the ``x-amz-meta-`` prefix).
+        server_side_encryption: the ``x-amz-server-side-encryption`` the server reported
+            (``AES256``, ``aws:kms``), None when it reported none (or from a listing).
+        sse_kms_key_id: the KMS key the server reported for ``aws:kms``.
     """
 
     key: str
@@ -65,6 +73,14 @@ class ObjectInfo:
     checksum_sha256: str | None = None
     last_modified: datetime | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    server_side_encryption: str | None = None
+    sse_kms_key_id: str | None = None
+
+
+class EncryptionNotAppliedError(UploadFailedError):
+    """The store asked for server-side encryption and the server did not apply it (Ceph RGW 16
+    without an SSE-S3 backend accepts ``x-amz-server-side-encryption: AES256`` and stores the
+    bytes in plain text), so the write is refused instead of leaving a silent plaintext copy."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +132,12 @@ def sha256_b64(sha256_hex: str) -> str:
     return base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
 
 
+def _sse_of(resp: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    sse = resp.get("ServerSideEncryption")
+    key_id = resp.get("SSEKMSKeyId")
+    return (str(sse) if sse else None, str(key_id) if key_id else None)
+
+
 class S3ObjectStore:
     """One bucket on an S3 or S3-compatible server.
 
@@ -124,6 +146,11 @@ class S3ObjectStore:
 
     Uploads use ``multipart_threshold == multipart_chunksize == part_size`` so the ETag the
     server computes is the one :mod:`dataset_assets.core.hashing` predicts while writing.
+
+    Server-side encryption (``settings.server_side_encryption``) is requested on every write
+    the store makes (``put_bytes``, ``upload_file``, ``upload_fileobj``, ``copy``; other
+    modules add :attr:`encryption_args` to their own write calls) and checked on the answer:
+    a write the server stored without it raises :class:`EncryptionNotAppliedError`.
 
     Args:
         bucket: bucket name.
@@ -206,8 +233,58 @@ class S3ObjectStore:
         """
         return int(ChunksizeAdjuster().adjust_chunksize(self.part_size, size))
 
-    def ensure_bucket(self) -> None:
-        """Create the bucket if it does not exist (an already-owned bucket is fine)."""
+    # -- encryption and verification evidence --------------------------------------------------
+
+    @property
+    def encryption_args(self) -> dict[str, str]:
+        """SSE arguments for a write call (``ServerSideEncryption``, ``SSEKMSKeyId``); empty
+        without encryption. Code that writes through :attr:`client` itself (composed exports)
+        adds them to ``create_multipart_upload``, ``copy_object`` and transfer ``ExtraArgs``."""
+        return self.settings.encryption_args
+
+    @property
+    def etag_is_md5(self) -> bool:
+        """Whether ETags can be checked against locally computed MD5s (False under SSE-KMS
+        unless ``settings.etag_is_md5`` says otherwise)."""
+        return self.settings.etag_is_content_md5
+
+    def evidence(self, info: ObjectInfo) -> Evidence:
+        """What proves ``info``'s bytes are the local ones, strongest first: the server's
+        whole-object ``ChecksumSHA256``; else the ETag when it is an MD5; else only reading the
+        object back (Ceph RGW 16 returns no checksum, AWS SSE-KMS ETags are not MD5s)."""
+        if info.checksum_sha256 and "-" not in info.checksum_sha256:
+            return "checksum_sha256"
+        if self.etag_is_md5:
+            return "etag_md5"
+        return "readback"
+
+    def encryption_mismatch(self, info: ObjectInfo) -> str | None:
+        """Why ``info`` is not encrypted as configured; None when it is (or none is asked)."""
+        want = self.settings.server_side_encryption
+        if want is None or info.server_side_encryption == want:
+            return None
+        return (
+            f"{self.uri(info.key)} is stored with server-side encryption "
+            f"{info.server_side_encryption or 'none'}, {want} was requested: the server "
+            "ignored or does not support it"
+        )
+
+    def check_encrypted(self, info: ObjectInfo) -> None:
+        """Raise EncryptionNotAppliedError when ``info`` lacks the configured encryption."""
+        problem = self.encryption_mismatch(info)
+        if problem is not None:
+            raise EncryptionNotAppliedError(
+                f"{problem}; refusing to keep writing (enable SSE on the server, or unset "
+                "DATASET_ASSETS_SSE to write unencrypted)",
+                key=info.key,
+            )
+
+    def _check_written(self, key: str) -> None:
+        # The transfer manager returns no response: ask the object itself.
+        if self.settings.server_side_encryption is not None:
+            self.check_encrypted(self.head(key))
+
+    def _ensure_bucket_exists(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)
             return
@@ -228,6 +305,32 @@ class S3ObjectStore:
         except _TRANSPORT_ERRORS as exc:
             self._fail(exc, "create_bucket", None)
 
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (an already-owned bucket is fine); with
+        server-side encryption configured, prove the server applies it
+        (:meth:`check_encryption`) before anything else is written."""
+        self._ensure_bucket_exists()
+        if self.settings.server_side_encryption is not None:
+            self.check_encryption()
+
+    def check_encryption(self) -> None:
+        """Write, HEAD and delete one small probe object with the configured encryption.
+
+        Raises:
+            EncryptionNotAppliedError: the server stored the probe without that encryption.
+            StorageError: the server rejected the encrypted write (e.g. Ceph RGW without
+                ``rgw crypt require ssl = false`` over plain HTTP, or an unknown KMS key).
+        """
+        key = f"{SSE_PROBE_PREFIX}{uuid.uuid4().hex}"
+        try:
+            self.put_bytes(key, b"server-side encryption probe\n")
+            self.check_encrypted(self.head(key))
+        except StorageError:
+            with contextlib.suppress(StorageError):  # the probe's error is the one to report
+                self.delete(key)
+            raise
+        self.delete(key)
+
     def head(self, key: str) -> ObjectInfo:
         """Metadata of ``key``; raises ObjectNotFoundError when it does not exist."""
         try:
@@ -235,6 +338,7 @@ class S3ObjectStore:
         except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "head", key)
         metadata = {str(k).lower(): str(v) for k, v in (resp.get("Metadata") or {}).items()}
+        sse, kms_key = _sse_of(resp)
         return ObjectInfo(
             key=key,
             size=int(resp["ContentLength"]),
@@ -243,6 +347,8 @@ class S3ObjectStore:
             checksum_sha256=resp.get("ChecksumSHA256"),
             last_modified=resp.get("LastModified"),
             metadata=metadata,
+            server_side_encryption=sse,
+            sse_kms_key_id=kms_key,
         )
 
     def read(self, key: str) -> tuple[bytes, ObjectInfo]:
@@ -254,6 +360,7 @@ class S3ObjectStore:
         except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "get", key)
         metadata = {str(k).lower(): str(v) for k, v in (resp.get("Metadata") or {}).items()}
+        sse, kms_key = _sse_of(resp)
         info = ObjectInfo(
             key=key,
             size=len(data),
@@ -261,6 +368,8 @@ class S3ObjectStore:
             sha256=metadata.get("sha256"),
             last_modified=resp.get("LastModified"),
             metadata=metadata,
+            server_side_encryption=sse,
+            sse_kms_key_id=kms_key,
         )
         return data, info
 
@@ -338,6 +447,7 @@ class S3ObjectStore:
             "ContentMD5": base64.b64encode(hashlib.md5(data).digest()).decode("ascii"),
             "Metadata": {"sha256": sha_hex, "size": str(len(data))},
             "ChecksumAlgorithm": "SHA256",
+            **self.encryption_args,
         }
         if if_none_match:
             kwargs["IfNoneMatch"] = "*"
@@ -356,14 +466,19 @@ class S3ObjectStore:
                 resp = self.client.put_object(**kwargs)
         except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "put", key)
-        return ObjectInfo(
+        sse, kms_key = _sse_of(resp)
+        info = ObjectInfo(
             key=key,
             size=len(data),
             etag=_strip_etag(resp.get("ETag")),
             sha256=sha_hex,
             checksum_sha256=resp.get("ChecksumSHA256"),
             metadata={"sha256": sha_hex, "size": str(len(data))},
+            server_side_encryption=sse,
+            sse_kms_key_id=kms_key,
         )
+        self.check_encrypted(info)
+        return info
 
     def upload_file(
         self,
@@ -381,7 +496,7 @@ class S3ObjectStore:
         """
         meta = {str(k).lower(): str(v) for k, v in (metadata or {}).items()}
         meta.update({"sha256": digest.sha256, "size": str(digest.size)})
-        extra = {"Metadata": meta, "ChecksumAlgorithm": "SHA256"}
+        extra = {"Metadata": meta, "ChecksumAlgorithm": "SHA256", **self.encryption_args}
         try:
             self.client.upload_file(
                 str(path), self.bucket, key, ExtraArgs=extra, Config=self.transfer_config
@@ -397,6 +512,7 @@ class S3ObjectStore:
                 + (f" (cause: {type(cause).__name__})" if cause is not exc else ""),
                 key=key,
             ) from exc
+        self._check_written(key)
 
     def upload_fileobj(
         self,
@@ -418,10 +534,9 @@ class S3ObjectStore:
             multipart_chunksize=digest.part_size,
             max_concurrency=self.transfer_config.max_concurrency,
         )
+        extra = {"Metadata": meta, **self.encryption_args}
         try:
-            self.client.upload_fileobj(
-                stream, self.bucket, key, ExtraArgs={"Metadata": meta}, Config=config
-            )
+            self.client.upload_fileobj(stream, self.bucket, key, ExtraArgs=extra, Config=config)
         except (
             boto3.exceptions.S3UploadFailedError,
             botocore.exceptions.ClientError,
@@ -430,6 +545,7 @@ class S3ObjectStore:
             raise UploadFailedError(
                 f"streamed upload to {self.uri(key)} failed: {type(exc).__name__}: {exc}", key=key
             ) from exc
+        self._check_written(key)
 
     def abort_multipart_upload(self, key: str, upload_id: str) -> None:
         """Abort an incomplete multipart upload (its stored parts are freed); an upload that is
@@ -460,7 +576,11 @@ class S3ObjectStore:
                 f"copy: {self.uri(source_key)} has ETag {source.etag}, expected {source_etag}",
                 key=source_key,
             )
-        extra: dict[str, Any] = {"Metadata": source.metadata, "MetadataDirective": "REPLACE"}
+        extra: dict[str, Any] = {
+            "Metadata": source.metadata,
+            "MetadataDirective": "REPLACE",
+            **self.encryption_args,
+        }
         if source_etag is not None:
             extra["CopySourceIfMatch"] = source.etag
         try:
@@ -473,7 +593,9 @@ class S3ObjectStore:
             )
         except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "copy", dest_key)
-        return self.head(dest_key)
+        info = self.head(dest_key)
+        self.check_encrypted(info)
+        return info
 
     def delete(self, key: str) -> None:
         """Delete ``key`` (deleting a missing key is not an error, as in S3)."""
