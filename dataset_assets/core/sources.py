@@ -323,12 +323,17 @@ def iter_array_items(
     element alone is parsed with orjson, exactly like a JSONL line. A bad element is one
     :class:`BadItem` and reading resumes at the next element. When the brackets themselves are
     broken (an element never closes, or closes with the wrong bracket), reading resumes at the
-    first later line that starts with ``{`` or ``[`` no deeper indented than the bad element:
-    the usual layouts (one element per line, ``json.dump(indent=...)``) resynchronize exactly.
-    At most ``max_record_bytes`` plus one read chunk are held; a longer element is reported as
-    ``line_too_long`` and skipped without being held. A leading UTF-8 BOM is accepted, a missing
-    comma between elements or a trailing comma is tolerated, and anything after the closing
-    ``]`` is read as further elements (a second array is read too), so nothing is silently lost.
+    first later line that starts with ``{`` or ``[`` no deeper indented than the good elements,
+    or at the first later ``, {"key":`` whose key is the good elements' first key: the usual
+    layouts (one element per line, ``json.dump(indent=...)``, one-line ``json.dump``)
+    resynchronize exactly. At most ``max_record_bytes`` plus one read chunk are held; a longer
+    element is reported as ``line_too_long`` and skipped without being held. A leading UTF-8
+    BOM is accepted, a missing comma between elements or a trailing comma is tolerated, a file
+    of bare objects (no ``[``) is read object by object, and anything after the closing ``]``
+    is read as further elements (a second array is read too), so nothing is silently lost.
+
+    Not recovered: damage that leaves valid JSON of another shape (a stray ``[`` before an
+    element can make the rest of the file one list element, quarantined as one record).
     """
     del flag  # a cut stream simply ends: the unfinished element is a truncated_record
     yield from _ArrayParser(stream, max_record_bytes).items()

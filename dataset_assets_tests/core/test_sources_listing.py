@@ -9,6 +9,7 @@ import pytest
 from dataset_assets.core.config import SourceFamily, parse_config
 from dataset_assets.core.sources import RawItem, SourceRef, expand_local, iter_source_items
 from dataset_assets.pipeline.sources import list_sources, open_source
+from dataset_assets.storage import S3ObjectStore
 
 RECORD = orjson.dumps({"messages": [{"role": "user", "content": "hi"}]}) + b"\n"
 
@@ -64,3 +65,18 @@ def test_file_name_that_is_not_utf8_is_listed_escaped_and_read(tmp_path: Path) -
         ref.uri.encode("utf-8")  # every uri is valid UTF-8: safe in records and the manifest
         orjson.dumps(ref.uri)
     assert [len(_read(r)) for r in refs] == [2, 1]
+
+
+def test_s3_uris_are_unchanged_by_the_root(tmp_path: Path, seaweed_store: S3ObjectStore) -> None:
+    seaweed_store.put_bytes("migrated/old/a.jsonl", RECORD)
+    (tmp_path / "b.jsonl").write_bytes(RECORD)
+    family = SourceFamily(
+        name="f", paths=[f"s3://{seaweed_store.bucket}/migrated/", str(tmp_path / "*.jsonl")]
+    )
+    refs = list_sources(family, seaweed_store, root=tmp_path)
+    assert [r.uri for r in refs] == ["b.jsonl", f"s3://{seaweed_store.bucket}/migrated/old/a.jsonl"]
+    assert refs[1].path == ""
+    for ref in refs:
+        with open_source(ref, seaweed_store) as stream:
+            items = list(iter_source_items(stream, ref.uri, 1 << 20))
+        assert [i.value for i in items if isinstance(i, RawItem)] == [orjson.loads(RECORD)]
