@@ -14,6 +14,7 @@ after ``make run``) from rebuilding an unchanged dataset.
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -71,11 +72,12 @@ def latest_manifest(cfg: DatasetConfig, s3: ObjectStoreResource) -> Manifest | N
 SourceSet = frozenset[tuple[str, str, int, str]]
 
 
-def sources_now(cfg: DatasetConfig, s3: ObjectStoreResource) -> SourceSet:
+def sources_now(cfg: DatasetConfig, s3: ObjectStoreResource, root: Path | None = None) -> SourceSet:
     """(family, uri, bytes, fingerprint) of every file a build would read now, listed by the
-    compile's own listing function so that it compares equal to a manifest's ``inputs``."""
+    compile's own listing function so that it compares equal to a manifest's ``inputs``.
+    ``root``: the config file's folder, for local uris relative to it (None: absolute)."""
     store = s3.store(cfg.bucket, cfg.part_size)
-    refs = [ref for family in cfg.families for ref in list_sources(family, store)]
+    refs = [ref for family in cfg.families for ref in list_sources(family, store, root=root)]
     return frozenset((r.family, r.uri, r.size, r.fingerprint) for r in refs)
 
 
@@ -83,20 +85,25 @@ def built_from(manifest: Manifest) -> SourceSet:
     return frozenset((i.family, i.uri, i.bytes, i.fingerprint) for i in manifest.inputs)
 
 
-def already_built(cfg: DatasetConfig, s3: ObjectStoreResource) -> Manifest | None:
+def already_built(cfg: DatasetConfig, s3: ObjectStoreResource, config_dir: Path) -> Manifest | None:
     """The latest manifest if it was built from exactly the sources present now, else ``None``.
 
-    A family path a build cannot read (an ``s3://`` prefix outside the dataset bucket) never
-    counts as built: the build is requested and fails with the config error.
+    Local uris in a manifest are relative to the config folder (``config_dir``) or, in builds
+    that predate that, absolute: the sources are compared in both forms, so neither form makes
+    an unchanged dataset look changed. A family path a build cannot read (an ``s3://`` prefix
+    outside the dataset bucket) never counts as built: the build is requested and fails with
+    the config error.
     """
     manifest = latest_manifest(cfg, s3)
     if manifest is None:
         return None
+    built = built_from(manifest)
     try:
-        current = sources_now(cfg, s3)
+        if any(sources_now(cfg, s3, root) == built for root in (config_dir, None)):
+            return manifest
     except ConfigError:
         return None
-    return manifest if current == built_from(manifest) else None
+    return None
 
 
 def _skip_text(result: WatchResult) -> str:
@@ -141,7 +148,7 @@ def make_rebuild_sensor(
         cursor = result.cursor.to_json()
         if not result.triggers:
             return dg.SensorResult(skip_reason=_skip_text(result), cursor=cursor)
-        built = already_built(cfg, s3)
+        built = already_built(cfg, s3, Path(dataset.config_path).resolve().parent)
         if built is not None:
             return dg.SensorResult(
                 skip_reason=f"sources unchanged since build {built.build_id} "

@@ -294,6 +294,8 @@ class Built:
         )
         self.cfg, self.store = config_and_store(config, settings)
         self.generated = root / "data" / "generated"
+        for source in self.generated.glob("*.jsonl"):  # written long before `make dev`
+            os.utime(source, (OLD, OLD))
         self.manifest = build_dataset(self.cfg, self.store)
         self.sensor = make_rebuild_sensor(build_job)
         self.instance = dg.DagsterInstance.ephemeral()
@@ -362,13 +364,21 @@ def test_a_file_whose_name_is_not_utf8_does_not_break_the_tick(project: Project)
     assert str(project.generated / "bad-\\xff.jsonl") in known(result)
 
 
-def publish_manifest_of(project: Project, settings: S3Settings, *names: str) -> Manifest:
+def publish_manifest_of(
+    project: Project, settings: S3Settings, *names: str, root: Path | None = None
+) -> Manifest:
     """A published manifest (pointer in S3) whose inputs are ``names``, recorded the way the
-    compile records them (its own listing function)."""
+    compile records them (its own listing function; local uris relative to ``root`` if given,
+    else absolute)."""
     cfg = DatasetConfigResource(config_path=str(project.root / "dataset.yaml")).load()
     store = S3ObjectStore(cfg.bucket, settings, part_size=cfg.part_size)
     store.ensure_bucket()
-    refs = [r for f in cfg.families for r in list_sources(f, store) if Path(r.uri).name in names]
+    refs = [
+        r
+        for f in cfg.families
+        for r in list_sources(f, store, root=root)
+        if Path(r.uri).name in names
+    ]
     assert len(refs) == len(names)
     inputs = [
         InputFingerprint(uri=r.uri, family=r.family, bytes=r.size, fingerprint=r.fingerprint)
@@ -389,12 +399,14 @@ def publish_manifest_of(project: Project, settings: S3Settings, *names: str) -> 
     return manifest
 
 
+@pytest.mark.parametrize("relative", [True, False], ids=["uris-relative", "uris-absolute"])
 def test_first_tick_requests_nothing_when_the_latest_manifest_read_exactly_these_files(
-    project: Project, seaweed: S3Settings
+    project: Project, seaweed: S3Settings, relative: bool
 ) -> None:
     project.write("a.jsonl", "a\n")
     project.write("b.jsonl", "bb\n")
-    manifest = publish_manifest_of(project, seaweed, "a.jsonl", "b.jsonl")
+    root = project.root.resolve() if relative else None
+    manifest = publish_manifest_of(project, seaweed, "a.jsonl", "b.jsonl", root=root)
 
     first = project.tick(None)
     project.write("c.jsonl", "ccc\n")
