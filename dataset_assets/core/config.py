@@ -6,7 +6,7 @@ from typing import Literal
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import PrivateAttr, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dataset_assets.core.errors import ConfigError
 from dataset_assets.core.layout import parse_s3_uri
@@ -156,6 +156,12 @@ class DatasetConfig(_Strict):
     sensor: SensorOptions = SensorOptions()
     compile: CompileOptions = CompileOptions()
     card: CardOptions = CardOptions()
+    # The config file's folder: published source paths are relative to it (never in the digest).
+    _config_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_dir(self) -> Path | None:
+        return self._config_dir
 
     @field_validator("families")
     @classmethod
@@ -215,7 +221,7 @@ def parse_config(data: object, base_dir: Path, source: str = "<dict>") -> Datase
             "ledger_path": (base_dir / mig.ledger_path).resolve(),
         }
     )
-    return cfg.model_copy(
+    resolved = cfg.model_copy(
         update={
             "families": resolved_families,
             "migration": migration,
@@ -223,6 +229,8 @@ def parse_config(data: object, base_dir: Path, source: str = "<dict>") -> Datase
             "manifest_path": (base_dir / cfg.manifest_path).resolve(),
         }
     )
+    resolved._config_dir = base_dir.resolve()
+    return resolved
 
 
 def load_config(path: Path) -> DatasetConfig:

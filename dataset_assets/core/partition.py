@@ -49,7 +49,6 @@ SPLIT_CODES: dict[str, int] = {"train": 1, "val": 2, "test": 3}
 
 _BATCH = 4096
 _ZSTD_LEVEL = 1  # ~4x smaller than the JSON already; higher levels cost more than they save
-MAX_SHINGLED_WORDS = 20_000
 
 
 @dataclass(frozen=True)
@@ -88,6 +87,7 @@ def stage_config_digest(cfg: DatasetConfig) -> str:
         "dedup": cfg.dedup.model_dump(mode="json", exclude={"index_cache_mib"}),
         "seed": cfg.seed,
         "splits": cfg.splits.model_dump(mode="json"),
+        "signer": Signer(cfg.dedup.num_perm, cfg.dedup.bands, cfg.dedup.shingle_words).version,
         "format": 1,
     }
     return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -208,7 +208,7 @@ def _conversations(
     for item in iter_source_items(stream, spec.uri, cfg.normalize.max_line_bytes):
         summary.input_records += 1
         if isinstance(item, BadItem):
-            quarantine.add(item.reason, spec.family, spec.uri, item.line, item.raw)
+            quarantine.add(item.reason, spec.family, spec.uri, item.line, item.raw, item.detail)
             continue
         try:
             messages = normalize_messages(item.value, cfg.normalize)

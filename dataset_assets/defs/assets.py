@@ -41,7 +41,15 @@ def _build(
     """The run's build; its lease owner is the root run, so a re-execution continues it."""
     cfg = dataset.load()
     run = context.run
-    return Build(cfg, s3.store_for(cfg), run.run_id, owner=run.root_run_id or run.run_id)
+    selection = run.asset_selection
+    goes_on = selection is None or dg.AssetKey("manifest") in selection
+    return Build(
+        cfg,
+        s3.store_for(cfg),
+        run.run_id,
+        owner=run.root_run_id or run.run_id,
+        hand_on=goes_on,  # the run's later steps take the lease back; else release it now
+    )
 
 
 @dg.multi_asset(

@@ -55,19 +55,34 @@ class Build:
     """The steps of one build run. Cheap to create: each step (or process) makes its own."""
 
     def __init__(
-        self, cfg: DatasetConfig, store: S3ObjectStore, run_id: str, *, owner: str = ""
+        self,
+        cfg: DatasetConfig,
+        store: S3ObjectStore,
+        run_id: str,
+        *,
+        owner: str = "",
+        hand_on: bool = False,
     ) -> None:
+        """Args:
+        cfg: the dataset config.
+        store: the dataset bucket.
+        run_id: this run (names its work folders, references and journals).
+        owner: the build lease's owner: the root run id, so a re-execution continues the run.
+        hand_on: keep the lease between steps (until its expiry) for the run's next step,
+            when the run goes on to the commit; otherwise each step releases it.
+        """
         self.cfg = cfg
         self.store = store
         self.run_id = run_id or uuid.uuid4().hex
         self.owner = owner or self.run_id
+        self.hand_on = hand_on
 
     def step(self, *, last: bool = False) -> BuildLease:
         """The prefix's build lease for one step: one build at a time, whatever starts it (UI,
-        sensor, CLI). Steps of one run (same owner: the root run id, so re-executions count)
-        hand it on; the last step, or a failure, releases it."""
+        sensor, CLI). A failure or the last step releases it."""
+        hold = self.hand_on and not last
         return BuildLease(
-            self.store, self.cfg.prefix, self.owner, LEASE_TTL_S, hold_after_exit=not last
+            self.store, self.cfg.prefix, self.owner, LEASE_TTL_S, hold_after_exit=hold
         )
 
     def _remove_stale_run_folders(self) -> None:
@@ -207,7 +222,7 @@ def prune_local_cache(cfg: DatasetConfig, result: CompileResult) -> None:
 
 def build_dataset(cfg: DatasetConfig, store: S3ObjectStore, *, run_id: str = "") -> Manifest:
     """The whole build in one call, without Dagster."""
-    build = Build(cfg, store, run_id)
+    build = Build(cfg, store, run_id, hand_on=True)
     result = build.compile()
     check_quality_gates(cfg, result)
     shards, _ = build.shards(result)

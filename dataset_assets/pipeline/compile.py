@@ -240,7 +240,7 @@ def run_partitions(
     stage_digest = stage_config_digest(cfg)
     planned: list[tuple[SourceRef, bool, str]] = []
     for family in cfg.families:
-        for ref in list_sources(family, store):
+        for ref in list_sources(family, store, root=cfg.config_dir):
             digest = partition_digest(_spec(ref, family.holdout), stage_digest)
             planned.append((ref, family.holdout, digest))
     summaries: dict[str, PartitionSummary] = {}

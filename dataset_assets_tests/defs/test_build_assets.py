@@ -97,6 +97,11 @@ def test_materialize_publishes_a_verified_dataset_and_leaves_no_local_copies(bui
     entries = [orjson.loads(line) for line in quarantine_lines]
     assert len(entries) == 9
     assert all(e["source"].endswith(".jsonl") and e["line"] > 0 and e["reason"] for e in entries)
+    # published paths are relative to the config file's folder: no host path leaks
+    assert all(e["source"].startswith("data/generated/") for e in entries)
+    assert all(i.uri.startswith("data/generated/") for i in manifest.inputs)
+    first = orjson.loads(store.get_bytes(manifest.shards[0].key).splitlines()[0])
+    assert first["metadata"]["source"].startswith("data/generated/")
 
     # the export is the shards' bytes, in manifest order (composed in S3, never re-uploaded)
     export = store.get_bytes(manifest.export.key)

@@ -110,7 +110,7 @@ def test_every_bad_input_lands_in_quarantine_with_its_reason(
     (folder / "cut.jsonl.zst").write_bytes(
         zstandard.ZstdCompressor().compress(orjson.dumps(good) + b"\n")[:-6]
     )
-    (folder / "notarray.json").write_bytes(b'{"messages": []}')
+    (folder / "notarray.json").write_bytes(b'"a string, not an array"')
     cfg = _config(tmp_path, normalize={"max_line_bytes": 4096})
     store = _store(cfg, seaweed)
     result = Build(cfg, store, "q").compile()
