@@ -51,7 +51,8 @@ bench: setup
 	$(BIN)/python bench/bench_publish.py
 	$(BIN)/python bench/bench_loader.py
 	$(BIN)/python bench/bench_dedup.py
-	$(BIN)/python bench/bench_memory.py --sizes-gb 1 4
+	$(BIN)/python bench/bench_signatures.py
+	$(BIN)/python bench/bench_compile.py --sizes-mb 150 4000
 
 clean:
 	-$(BIN)/dataset-assets local-s3 stop

@@ -1,73 +1,84 @@
 """Dedup quality and speed on generated conversations with injected exact and near duplicates.
 
-    python bench/bench_dedup.py [--n 20000] [--edit-rate 0.03]
+    python bench/bench_dedup.py [--n 20000]
 
-Prints recall (duplicates found / injected), precision (true duplicates / flagged), false
-merges of distinct conversations, and docs/s for exact-only and exact+near (on-disk indexes),
-for the default options and a few band/threshold settings side by side.
+Runs the build's own stages — stage 1 (``process_partition``: normalize, content hash, MinHash,
+LSH band keys) and stage 2 (``cluster``: DuckDB exact groups, band buckets, verified pairs,
+connected components) — and prints recall (injected duplicates dropped / injected), precision
+(true duplicates / dropped), false merges (originals dropped) and docs/s, for the default options
+and a few band/threshold settings side by side.
 """
 
 import argparse
+import io
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import orjson
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.gen_corpus import generate  # noqa: E402
-from dataset_assets.core.config import DedupOptions, NormalizeOptions  # noqa: E402
-from dataset_assets.core.dedup import Deduper, content_hash  # noqa: E402
-from dataset_assets.core.normalize import normalize_messages  # noqa: E402
+from dataset_assets.core.cluster import ClusterInput, cluster  # noqa: E402
+from dataset_assets.core.config import DatasetConfig, parse_config  # noqa: E402
+from dataset_assets.core.partition import INDEX_NAME, PartitionSpec, process_partition  # noqa: E402
 
 
-def run(data: list, options: DedupOptions) -> dict[str, float]:
+def run(data: bytes, originals: np.ndarray, cfg: DatasetConfig) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        deduper = Deduper(options, Path(tmp))
-        tp = fn = fp = 0
         start = time.perf_counter()
-        for record, dup_of in data:
-            messages = normalize_messages(record, NormalizeOptions())
-            flagged = deduper.classify(content_hash(messages, options), messages) != "unique"
-            if dup_of is None:
-                fp += flagged
-            else:
-                tp += flagged
-                fn += not flagged
+        spec = PartitionSpec("bench", False, "bench.jsonl", len(data), "-")
+        process_partition(io.BytesIO(data), spec, cfg, Path(tmp) / "p")
+        stage1 = time.perf_counter() - start
+        result = cluster(
+            [ClusterInput(Path(tmp) / "p" / INDEX_NAME, "bench", "bench.jsonl")],
+            cfg.dedup,
+            Path(tmp) / "duck",
+        )
         elapsed = time.perf_counter() - start
-        deduper.close()
+    dropped = result.decisions[0] == 0
+    tp = int((dropped & ~originals).sum())
+    fp = int((dropped & originals).sum())
+    fn = int((~dropped & ~originals).sum())
+    n = len(originals)
     return {
         "recall": tp / max(1, tp + fn),
         "precision": tp / max(1, tp + fp),
         "false_merges": fp,
-        "docs_per_s": len(data) / elapsed,
+        "docs_per_s": n / elapsed,
+        "stage1_docs_per_s": n / stage1,
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=20_000)
-    parser.add_argument("--edit-rate", type=float, default=0.03)
+    parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
-    data = list(generate(args.n, seed=11, edit_rate=args.edit_rate))
-    dups = sum(d is not None for _, d in data)
-    print(
-        f"{len(data)} conversations, {dups} injected duplicates (exact 5 %, near 10 % at "
-        f"{args.edit_rate:.0%} word edits)"
-    )
+    pairs = list(generate(args.n, seed=args.seed))
+    data = b"".join(orjson.dumps(r) + b"\n" for r, _ in pairs)
+    originals = np.array([dup is None for _, dup in pairs])
+    print(f"{args.n} conversations, {int((~originals).sum())} injected duplicates")
     settings = [
-        ("exact only", DedupOptions(near=False)),
-        ("default: 32 bands x 4, thr 0.7", DedupOptions()),
-        ("16 bands x 8, thr 0.8", DedupOptions(bands=16, threshold=0.8)),
-        ("16 bands x 8, thr 0.7", DedupOptions(bands=16, threshold=0.7)),
-        ("32 bands x 4, thr 0.6", DedupOptions(threshold=0.6)),
+        ("exact only", {"near": False}),
+        ("default: 32 bands x 4 rows, threshold 0.7", {}),
+        ("16 bands x 8 rows, threshold 0.8", {"bands": 16, "threshold": 0.8}),
+        ("16 bands x 8 rows, threshold 0.7", {"bands": 16}),
     ]
-    print(f"{'setting':34} {'recall':>7} {'precision':>9} {'false':>6} {'docs/s':>8}")
-    for name, options in settings:
-        r = run(data, options)
+    print("| setting | recall | precision | false merges | docs/s (stage 1 + 2) | stage 1 docs/s |")
+    print("|---|---|---|---|---|---|")
+    for name, dedup in settings:
+        cfg = parse_config(
+            {"bucket": "bench", "families": [{"name": "bench", "paths": ["x"]}], "dedup": dedup},
+            Path("."),
+        )
+        r = run(data, originals, cfg)
         print(
-            f"{name:34} {r['recall']:7.4f} {r['precision']:9.4f} {r['false_merges']:6d} "
-            f"{r['docs_per_s']:8.0f}"
+            f"| {name} | {r['recall']:.4f} | {r['precision']:.4f} | {r['false_merges']} | "
+            f"{r['docs_per_s']:,.0f} | {r['stage1_docs_per_s']:,.0f} |"
         )
 
 
