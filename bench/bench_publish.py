@@ -58,7 +58,7 @@ from dataset_assets.storage.compose import compose_parts, stream_parts  # noqa: 
 
 MiB = 1024 * 1024
 # (part MiB, threads) of the export's streamed fallback; the first is the library default.
-STREAM_SETTINGS = [(32, 8), (16, 4), (16, 8), (64, 8), (8, 10)]
+STREAM_SETTINGS = [(32, 8), (16, 4)]
 
 
 def _records(n: int) -> list[bytes]:
