@@ -6,7 +6,15 @@ from typing import Literal
 
 import orjson
 import yaml
-from pydantic import PrivateAttr, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dataset_assets.core.errors import ConfigError
 from dataset_assets.core.layout import parse_s3_uri

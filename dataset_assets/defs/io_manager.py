@@ -38,19 +38,18 @@ class S3PublishIOManager(dg.ConfigurableIOManager):
         cfg = self.dataset.load()
         store = self.s3.store_for(cfg)
         asset = "__".join(context.asset_key.path)
-        try:
-            data = store.get_bytes(run_ref_key(cfg.prefix, _upstream_run(context), asset))
-        except ObjectNotFoundError:
+        upstream = context.upstream_output
+        data = None
+        if upstream is not None:  # this run, or the parent of a re-execution
+            try:
+                data = store.get_bytes(run_ref_key(cfg.prefix, upstream.run_id, asset))
+            except ObjectNotFoundError:
+                data = None
+        if data is None:
             # The upstream asset was not produced by this run (or its parent): use the run of
             # its latest materialization, e.g. when only the manifest is materialized.
             data = store.get_bytes(run_ref_key(cfg.prefix, _latest_run(context), asset))
         return _adapter(context).validate_json(data)
-
-
-def _upstream_run(context: dg.InputContext) -> str:
-    """This run, or the parent run of a re-execution whose upstream step was skipped."""
-    upstream = context.upstream_output
-    return upstream.run_id if upstream is not None else context.run_id
 
 
 def _latest_run(context: dg.InputContext) -> str:
