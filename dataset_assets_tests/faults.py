@@ -37,7 +37,8 @@ paused, so a test can SIGKILL the client at exactly that point; ``hold.release()
 With ``after_forward=True`` the request reaches the server and the *response* is held (the write
 happened, the client never learns it). ``stop()`` releases nothing: held connections are closed.
 
-``only_path(substring)`` restricts every mode to requests whose path contains ``substring``.
+``only_path(substring)`` restricts every mode to requests whose path contains ``substring``;
+``only_method(method)`` to requests of that HTTP method (e.g. ``PUT``: uploads, not HEADs).
 """
 
 import contextlib
@@ -193,6 +194,7 @@ class FaultProxy:
         self._holds: list[Hold] = []
         self.log: list[tuple[str, str]] = []
         self._path_filter: str | None = None
+        self._method_filter: str | None = None
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
@@ -258,16 +260,22 @@ class FaultProxy:
     def only_path(self, substring: str | None) -> None:
         self._path_filter = substring
 
+    def only_method(self, method: str | None) -> None:
+        self._method_filter = method.upper() if method else None
+
     def clear(self) -> None:
         """Disarm every mode (counters are kept)."""
         with self._lock:
             self._armed.clear()
             self._holds.clear()
         self._path_filter = None
+        self._method_filter = None
 
-    def _take(self, mode: str, path: str, when: bool = True) -> bool:
+    def _take(self, mode: str, path: str, when: bool = True, method: str = "") -> bool:
         """Consume one shot of ``mode`` if armed and applicable; counts it as fired."""
         if not when or (self._path_filter is not None and self._path_filter not in path):
+            return False
+        if self._method_filter is not None and method and method != self._method_filter:
             return False
         with self._lock:
             if mode not in self._armed:
@@ -349,14 +357,14 @@ class FaultProxy:
                     hold.reached.set()
                     if not hold.wait_released(lambda: self._stopping):
                         return
-                if self._take("reset", path):
+                if self._take("reset", path, method=method):
                     return
                 length = int(_get(headers, "content-length") or 0)
                 expect = (_get(headers, "expect") or "").lower() == "100-continue"
-                if self._take("http_500", path):
+                if self._take("http_500", path, method=method):
                     self._answer_error(client, creader, length, expect, 500, "InternalError")
                     return
-                if self._take("slowdown_503", path):
+                if self._take("slowdown_503", path, method=method):
                     self._answer_error(client, creader, length, expect, 503, "SlowDown")
                     return
                 if expect:

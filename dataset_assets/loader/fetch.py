@@ -1,14 +1,20 @@
 """Fetch one shard's bytes, verified: sha256 while streaming, Range-resume, one re-fetch.
 
 A shard is streamed with one ranged GET; if the connection drops (``StorageError`` from the
-store) the next request starts at the byte offset already received, with bounded retries and
-exponential backoff. The sha256 and size are computed on the bytes as they arrive. On mismatch
-the shard is fetched once more from scratch; a second mismatch raises :class:`IntegrityError`
-naming the shard, the expected and the actual digest. No record of a shard is handed out before
-its whole body has been verified.
+store) or the stream stalls, the next request starts at the byte offset already received, with
+bounded retries and exponential backoff. A stream stalls when a chunk of
+``RetryPolicy.chunk_bytes`` takes longer than ``stall_grace_s + chunk_bytes / min_bytes_per_s``:
+a server trickling bytes (1 byte/s) never trips a socket read timeout, which restarts with
+every byte, so the deadline is kept here on each chunk. The sha256 and size are computed on the
+bytes as they arrive. On mismatch the shard is fetched once more from scratch; a second mismatch
+raises :class:`IntegrityError` naming the shard, the expected and the actual digest. No record
+of a shard is handed out before its whole body has been verified.
 """
 
+import contextlib
 import hashlib
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -64,17 +70,123 @@ class RetryPolicy:
         max_retries: resumed requests allowed per fetch attempt.
         backoff: first sleep in seconds; doubles per retry, capped at ``max_backoff``.
         max_backoff: longest sleep.
+        min_bytes_per_s: a stream slower than this (per chunk, after the grace) is abandoned
+            and resumed with a Range request; 0 disables the deadline.
+        stall_grace_s: seconds allowed per chunk on top of ``chunk_bytes / min_bytes_per_s``.
+        chunk_bytes: bytes read per chunk (the unit of the deadline).
+
+    The defaults abandon a 1 MiB chunk after 34 s (an effective rate under ~30 KiB/s).
     """
 
     max_retries: int = 5
     backoff: float = 0.2
     max_backoff: float = 5.0
+    min_bytes_per_s: float = 256 * 1024
+    stall_grace_s: float = 30.0
+    chunk_bytes: int = _CHUNK
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be ≥ 0, got {self.max_retries}")
         if self.backoff < 0 or self.max_backoff < 0:
             raise ValueError("backoff and max_backoff must be ≥ 0")
+        if self.min_bytes_per_s < 0 or self.stall_grace_s < 0:
+            raise ValueError("min_bytes_per_s and stall_grace_s must be ≥ 0")
+        if self.chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes must be ≥ 1, got {self.chunk_bytes}")
+
+    @property
+    def chunk_deadline_s(self) -> float | None:
+        """Seconds one chunk may take (None: no deadline)."""
+        if self.min_bytes_per_s == 0:
+            return None
+        return self.stall_grace_s + self.chunk_bytes / self.min_bytes_per_s
+
+
+class StalledStreamError(StorageError):
+    """A chunk did not arrive within the policy's deadline (the stream is resumed)."""
+
+
+class _Pump:
+    """Reads a chunk iterator on a helper thread so the reader can wait with a deadline.
+
+    An abandoned pump stops handing out chunks; its thread ends when its blocked read returns
+    (the server sends or closes, or the socket read timeout fires) — at most one idle thread
+    per abandoned request, bounded by ``max_retries`` per fetch.
+    """
+
+    _END = object()
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=4)
+        self._abandoned = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shard-stream", daemon=True)
+        self._thread.start()
+
+    def _offer(self, item: object) -> bool:
+        while not self._abandoned.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for chunk in self._chunks:
+                if not self._offer(chunk):
+                    return
+            self._offer(self._END)
+        except BaseException as exc:  # handed to the reader, raised there
+            self._offer(exc)
+        finally:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):  # an abandoned stream: best effort
+                    close()
+
+    def abandon(self) -> None:
+        self._abandoned.set()
+
+    def get(self, timeout: float) -> bytes | None:
+        """The next chunk, None at the end; raises the stream's error or queue.Empty."""
+        item = self._queue.get(timeout=timeout)
+        if item is self._END:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, bytes)
+        return item
+
+
+def _chunks_with_deadline(
+    reader: ByteRangeReader, key: str, start: int, policy: RetryPolicy
+) -> Iterator[bytes]:
+    """``reader.iter_bytes(key, start)``, raising StalledStreamError when a chunk is late."""
+    chunks = reader.iter_bytes(key, start=start, chunk_size=policy.chunk_bytes)
+    deadline = policy.chunk_deadline_s
+    if deadline is None:
+        yield from chunks
+        return
+    pump = _Pump(chunks)
+    try:
+        while True:
+            try:
+                chunk = pump.get(timeout=deadline)
+            except queue.Empty:
+                raise StalledStreamError(
+                    f"reading {key} stalled: no {policy.chunk_bytes} bytes within {deadline:.1f} s "
+                    f"(slower than {policy.min_bytes_per_s:.0f} B/s) at byte {start}",
+                    key=key,
+                ) from None
+            if chunk is None:
+                return
+            start += len(chunk)
+            yield chunk
+    finally:
+        pump.abandon()
 
 
 @dataclass(frozen=True)
@@ -105,7 +217,7 @@ def _stream_once(
     resumes = 0
     while True:
         try:
-            for chunk in reader.iter_bytes(key, start=offset):
+            for chunk in _chunks_with_deadline(reader, key, offset, policy):
                 sha.update(chunk)
                 parts.append(chunk)
                 offset += len(chunk)
