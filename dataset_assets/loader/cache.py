@@ -3,12 +3,31 @@
 Files are named by their sha256, written under a temporary name and renamed, so several
 processes (ranks, DataLoader workers) can share one directory. A hit is re-hashed before use: a
 file damaged on disk is deleted and the shard fetched again.
+
+A process killed while writing leaves its temporary ``.{sha256}.jsonl.{pid}.part``; opening the
+cache removes every such file whose writer is gone (no process with that pid on this host) or
+that is older than ``STALE_PART_S`` (a pid reused by another process, or a writer on another
+host sharing the folder), so a crash never leaks disk into the cache.
 """
 
 import contextlib
 import hashlib
 import os
+import time
 from pathlib import Path
+
+STALE_PART_S = 3600.0
+"""A temporary file this old is removed whoever wrote it (no shard write takes an hour)."""
+
+
+def _writer_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 class ShardCache:
@@ -26,6 +45,24 @@ class ShardCache:
         self.directory = Path(directory)
         self.limit_bytes = limit_bytes
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.removed_parts = self.remove_stale_parts()
+
+    def remove_stale_parts(self, now: float | None = None) -> list[Path]:
+        """Delete the temporary files of writers that died (see the module docstring); returns
+        what was removed."""
+        now = time.time() if now is None else now
+        removed = []
+        for path in self.directory.glob(".*.part"):
+            pid_text = path.name.removesuffix(".part").rsplit(".", 1)[-1]
+            try:
+                age = now - path.stat().st_mtime
+            except FileNotFoundError:
+                continue  # renamed meanwhile by its (live) writer
+            dead = not pid_text.isdigit() or not _writer_alive(int(pid_text))
+            if dead or age > STALE_PART_S:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
     def _path(self, sha256: str) -> Path:
         return self.directory / f"{sha256}.jsonl"
