@@ -182,9 +182,7 @@ def test_materializing_only_the_manifest_commits_from_the_latest_upstream_run(
         COMPILE_ASSETS, selection=["manifest"], resources=resources, instance=instance
     )
     assert only.success
-    assert [
-        m.asset_key.path[-1] for m in only.get_asset_materialization_events()
-    ] == [] or only.asset_materializations_for_node("manifest")
+    assert only.asset_materializations_for_node("manifest")
     again = Manifest.from_json((tmp_path / ".local" / "manifest.json").read_bytes())
     assert again == first
     assert Manifest.from_json(store.get_bytes(f"{first.prefix}/manifest.json")) == first
