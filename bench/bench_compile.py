@@ -368,6 +368,10 @@ def build_env(case_dir: Path, config: Path, settings: dict[str, Any], repo: Path
     return env
 
 
+# "default": the job's own executor; "in_process" / "multiprocess" select one of Dagster's
+# default executor's modes by run config (in_process = every step in the run's process, like
+# `dataset-assets run`)
+BUILD_EXECUTOR = "default"
 BUILD_CMD = [
     str(BIN / "dagster"),
     "job",
@@ -518,7 +522,12 @@ def run_size(
         config = write_build_config(case_dir, corpus, bucket, near)
         log = case_dir / f"{case}.log"
         env = build_env(case_dir, config, settings, repo)
-        m = measure(BUILD_CMD, env=env, cwd=repo, log=log)
+        cmd = list(BUILD_CMD)
+        if BUILD_EXECUTOR != "default":
+            run_config = case_dir / "run_config.yaml"
+            run_config.write_text(yaml.safe_dump({"execution": {"config": {BUILD_EXECUTOR: {}}}}))
+            cmd += ["-c", str(run_config)]
+        m = measure(cmd, env=env, cwd=repo, log=log)
         if m.returncode:
             reason = failure_reason(log)
             RESULTS.mkdir(exist_ok=True)
@@ -649,7 +658,15 @@ def main() -> None:
         default=ROOT,
         help="source tree whose build runs (e.g. a `git archive` of another commit)",
     )
+    parser.add_argument(
+        "--executor",
+        choices=["default", "in_process", "multiprocess"],
+        default="default",
+        help="how the build's steps run (default: the job's own executor)",
+    )
     args = parser.parse_args()
+    global BUILD_EXECUTOR
+    BUILD_EXECUTOR = args.executor
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     become_subreaper()
@@ -659,6 +676,7 @@ def main() -> None:
     SERVER_PID = int((server.data_dir / "weed.pid").read_text().strip())
     settings = dataclasses.asdict(server.settings())
     results: dict[str, Any] = {
+        "executor": args.executor,
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "repo": str(args.repo.resolve()),
