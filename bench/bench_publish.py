@@ -21,7 +21,8 @@ Then one large file (``--large-mib``, 0 to skip), alternating ``--repeat`` round
   already in S3 read back with streaming GETs (sha256 checked per shard) into one
   transfer-manager upload, ETag verified (``storage.compose.stream_parts``);
 * ``ours export compose``: the same export composed server-side (``UploadPartCopy``) when the
-  shards allow it.
+  shards allow it; ``mixed``: 60 MiB shards copied, the 4 MiB ones between them read back and
+  uploaded as parts of the same upload.
 
     .venv/bin/python bench/bench_publish.py [--records 100000] [--shard-mib 16] [--large-mib 512]
 """
@@ -177,14 +178,15 @@ def bench_large(server: SeaweedServer, root: Path, size: int, repeat: int) -> No
     bucket = f"large-{uuid.uuid4().hex[:8]}"
     store = S3ObjectStore(bucket, server.settings(), part_size=16 * MiB)
     store.ensure_bucket()
-    # The export's sources: shards already published (not timed), all but one under 5 MiB
-    # for the stream, 64 MiB for the compose.
+    # The export's sources: shards already published (not timed), all under 5 MiB for the
+    # stream, 64 MiB for the compose, 60 MiB and 4 MiB in turn for the mixed composition.
     shards = {}
-    for label, shard_size in (("small", 4 * MiB), ("big", 64 * MiB)):
+    layouts = {"small": [4 * MiB], "big": [64 * MiB], "mixed": [60 * MiB, 4 * MiB]}
+    for label, cycle in layouts.items():
         entries = []
         with big.open("rb") as fh, Publisher(store) as publisher:
             i = 0
-            while chunk := fh.read(shard_size):
+            while chunk := fh.read(cycle[i % len(cycle)]):
                 path = root / f"shard-{label}-{i}"
                 path.write_bytes(chunk)
                 digest = digest_file(path, store.part_size)
@@ -234,6 +236,11 @@ def bench_large(server: SeaweedServer, root: Path, size: int, repeat: int) -> No
         timed(
             "ours export compose (UploadPartCopy)",
             lambda r: compose_parts(store, f"compose/{r}", shards["big"]),
+            r,
+        )
+        timed(
+            "ours export mixed (copy 60 + read back 4)",
+            lambda r: compose_parts(store, f"mixed/{r}", shards["mixed"], mixed=True),
             r,
         )
     print(f"\none {size / MiB:.0f} MiB file, {repeat} rounds, median MB/s, SeaweedFS on loopback")
