@@ -164,9 +164,9 @@ def plan_pieces(parts: Sequence[Part]) -> list[Piece]:
     """Copy every source S3 can copy as a part; read back only the runs it cannot.
 
     A source is copied when it has a recorded MD5 and 5 MiB ≤ size ≤ 5 GiB (the last may be
-    smaller). The others are grouped with what follows them until the group reaches 5 MiB (so
-    a small shard before a large one takes the large one into its group); each group is then
-    uploaded in parts of at least 5 MiB.
+    smaller). The others are grouped with what follows them until the group reaches 5 MiB; a
+    run still short when a copyable source comes takes the smaller of its two neighbours (the
+    copy before it, or that source). Each group is uploaded in parts of at least 5 MiB.
     """
     pieces: list[Piece] = []
     group: list[Part] = []
@@ -178,6 +178,13 @@ def plan_pieces(parts: Sequence[Part]) -> list[Piece]:
         )
         if copyable and not group:
             pieces.append(Piece((part,), copy=True))
+            continue
+        if copyable and pieces and pieces[-1].copy and pieces[-1].parts[0].bytes < part.bytes:
+            # The short run needs a neighbour: read back the smaller one (the copy before it).
+            group = [pieces.pop().parts[0], *group]
+            pieces.append(Piece(tuple(group), copy=False))
+            pieces.append(Piece((part,), copy=True))
+            group, group_bytes = [], 0
             continue
         group.append(part)
         group_bytes += part.bytes

@@ -152,13 +152,16 @@ class FakePart:
 
 
 def test_plan_copies_what_s3_can_and_groups_small_parts_with_their_neighbours() -> None:
-    sizes = [6 * MiB, 1 * MiB, 7 * MiB, 8 * MiB, 2 * MiB, 1 * MiB, 3 * MiB, 30_000]
+    sizes = [9 * MiB, 1 * MiB, 7 * MiB, 8 * MiB, 2 * MiB, 1 * MiB, 3 * MiB, 6 * MiB, 1 * MiB]
+    sizes += [7 * MiB, 30_000]
     plan = plan_pieces([FakePart(s) for s in sizes])
     assert [([p.bytes for p in piece.parts], piece.copy) for piece in plan] == [
-        ([6 * MiB], True),
-        ([1 * MiB, 7 * MiB], False),  # the small one takes the large one along
+        ([9 * MiB], True),
+        ([1 * MiB, 7 * MiB], False),  # the short run takes the smaller neighbour, after it
         ([8 * MiB], True),
-        ([2 * MiB, 1 * MiB, 3 * MiB], False),
+        ([2 * MiB, 1 * MiB, 3 * MiB], False),  # long enough on its own
+        ([6 * MiB, 1 * MiB], False),  # ... or the smaller neighbour before it
+        ([7 * MiB], True),
         ([30_000], True),  # the last part may be small
     ]
     assert plan_pieces([FakePart(6 * MiB, md5=None), FakePart(6 * MiB)])[0].copy is False
