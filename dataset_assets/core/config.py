@@ -74,7 +74,6 @@ class DedupOptions(_Strict):
     num_perm: int = Field(128, ge=16, le=1024)
     bands: int = Field(32, ge=1)
     shingle_words: int = Field(3, ge=1, le=10)
-    index_cache_mib: int = Field(64, ge=1, description="SQLite page cache per dedup index")
 
     @model_validator(mode="after")
     def _bands_divide(self) -> "DedupOptions":

@@ -84,7 +84,7 @@ def stage_config_digest(cfg: DatasetConfig) -> str:
     """Digest of the config options that change a partition's outputs (not shard size, bucket…)."""
     parts = {
         "normalize": cfg.normalize.model_dump(mode="json"),
-        "dedup": cfg.dedup.model_dump(mode="json", exclude={"index_cache_mib"}),
+        "dedup": cfg.dedup.model_dump(mode="json"),
         "seed": cfg.seed,
         "splits": cfg.splits.model_dump(mode="json"),
         "signer": Signer(cfg.dedup.num_perm, cfg.dedup.bands, cfg.dedup.shingle_words).version,
