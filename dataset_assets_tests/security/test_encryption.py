@@ -22,6 +22,7 @@ from dataset_assets.core.hashing import digest_file
 from dataset_assets.storage import Publisher, S3ObjectStore, S3Settings
 from dataset_assets.storage.objects import SSE_PROBE_PREFIX, EncryptionNotAppliedError
 from dataset_assets_tests.conftest import TEST_PART_SIZE, make_store
+from dataset_assets_tests.security.conftest import shared_store
 from dataset_assets_tests.security.servers import (
     KMS_KEY_ALIAS,
     OpaqueEtagProxy,
@@ -48,33 +49,35 @@ def _encrypted(settings: S3Settings, sse: str, key_id: str | None = None) -> S3O
 
 
 def _write_every_way(
-    store: S3ObjectStore, tmp_path: Path, copy_from: str = "w/upload_file_multipart"
+    store: S3ObjectStore, tmp_path: Path, w: str = "w/", copy_from: str = "upload_file_multipart"
 ) -> dict[str, bytes]:
-    """One object per write path of the store; returns key -> bytes."""
+    """One object per write path of the store, under the prefix ``w``; returns key -> bytes."""
     small, big = os.urandom(1000), os.urandom(MULTIPART)
-    store.put_bytes("w/put_bytes", small)
+    store.put_bytes(f"{w}put_bytes", small)
     path = tmp_path / "big"
     path.write_bytes(big)
-    store.upload_file(path, "w/upload_file_multipart", digest_file(path, store.part_size))
+    store.upload_file(path, f"{w}upload_file_multipart", digest_file(path, store.part_size))
     one = tmp_path / "one"
     one.write_bytes(small)
-    store.upload_file(one, "w/upload_file_single", digest_file(one, store.part_size))
+    store.upload_file(one, f"{w}upload_file_single", digest_file(one, store.part_size))
     store.upload_fileobj(
-        io.BytesIO(big), "w/upload_fileobj", digest_file(path, store.upload_part_size(len(big)))
+        io.BytesIO(big), f"{w}upload_fileobj", digest_file(path, store.upload_part_size(len(big)))
     )
-    store.copy(copy_from, "w/copy")
+    store.copy(f"{w}{copy_from}", f"{w}copy")
     written = {
-        "w/put_bytes": small,
-        "w/upload_file_multipart": big,
-        "w/upload_file_single": small,
-        "w/upload_fileobj": big,
+        "put_bytes": small,
+        "upload_file_multipart": big,
+        "upload_file_single": small,
+        "upload_fileobj": big,
     }
-    return {**written, "w/copy": written[copy_from]}
+    written["copy"] = written[copy_from]
+    return {f"{w}{name}": data for name, data in written.items()}
 
 
 def test_sse_s3_applied_on_every_write_on_seaweedfs(seaweed: S3Settings, tmp_path: Path) -> None:
-    store = _encrypted(seaweed, "AES256")
-    written = _write_every_way(store, tmp_path)
+    store, w = shared_store(seaweed, server_side_encryption="AES256")
+    store.ensure_bucket()  # the encryption probe
+    written = _write_every_way(store, tmp_path, w)
     for key, data in written.items():
         info = store.head(key)
         assert info.server_side_encryption == "AES256", key
@@ -87,8 +90,8 @@ def test_without_sse_setting_seaweedfs_reports_no_encryption(
     seaweed: S3Settings, tmp_path: Path
 ) -> None:
     """The control of the test above: the HEAD assertion can fail."""
-    store = make_store(seaweed)
-    for key in _write_every_way(store, tmp_path):
+    store, w = shared_store(seaweed)
+    for key in _write_every_way(store, tmp_path, w):
         assert store.head(key).server_side_encryption is None, key
 
 
@@ -99,7 +102,7 @@ def test_sse_kms_applied_on_every_write_and_verified_by_checksum(
     assert store.etag_is_md5 is False  # detected from aws:kms: the verifier does not trust ETags
     # SeaweedFS 4.48 cannot UploadPartCopy from an SSE-KMS source (501 NotImplemented): copies
     # over part_size (and composed exports) fail loudly there; a single CopyObject works.
-    written = _write_every_way(store, tmp_path, copy_from="w/upload_file_single")
+    written = _write_every_way(store, tmp_path, copy_from="upload_file_single")
     with pytest.raises(StorageError, match="NotImplemented"):
         store.copy("w/upload_file_multipart", "w/copy_multipart")
     for key, data in written.items():
@@ -152,10 +155,6 @@ def test_settings_from_env_read_sse_variables() -> None:
 # -- ETags that are not MD5s (AWS SSE-KMS) ----------------------------------------------------
 
 
-def _through_proxy(settings: S3Settings, proxy: OpaqueEtagProxy, **changes: object) -> S3Settings:
-    return dataclasses.replace(settings, endpoint_url=proxy.endpoint_url, **changes)  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize("size", [7000, MULTIPART], ids=["single-part", "multipart"])
 def test_publish_verifies_by_checksum_when_etags_are_not_md5(
     s3_settings: S3Settings, tmp_path: Path, size: int
@@ -164,12 +163,10 @@ def test_publish_verifies_by_checksum_when_etags_are_not_md5(
     publishing still verifies: with the server's whole-object ChecksumSHA256 (SeaweedFS,
     single part), else by reading the object back (Ceph has no checksum; a multipart
     checksum is a composite ``…-N``); forged bytes are still caught."""
-    bucket = make_store(s3_settings).bucket
     with OpaqueEtagProxy(str(s3_settings.endpoint_url)) as proxy:
-        store = S3ObjectStore(
-            bucket, _through_proxy(s3_settings, proxy, etag_is_md5=False), part_size=TEST_PART_SIZE
-        )
-        staged = stage(store, tmp_path, "final/s-0.jsonl", size, keep_local=True)
+        store, w = shared_store(s3_settings, endpoint_url=proxy.endpoint_url, etag_is_md5=False)
+        bucket = store.bucket
+        staged = stage(store, tmp_path, f"{w}s-0.jsonl", size, keep_local=True)
         with Publisher(store) as publisher:
             publisher.publish(staged)
         info = store.head(staged.key)
