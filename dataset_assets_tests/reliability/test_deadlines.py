@@ -79,7 +79,7 @@ def test_a_request_that_never_gets_an_answer_fails_within_the_timeouts(
             Publisher(faulty, journal=journal).publish(staged)
         elapsed = time.monotonic() - started
         assert sum(h.reached.is_set() for h in holds) == 1 + 2  # each timed out after 1 s
-    assert elapsed < 10, elapsed
+    assert elapsed < 20, elapsed  # 3 × 1 s timeouts + backoff, on a loaded machine
     assert staged.path.exists()
     last = journal.entries()[-1]
     assert last["outcome"] == "failed" and "timeout" in last["detail"].lower()
@@ -123,7 +123,7 @@ def test_the_loader_resumes_after_a_trickled_and_a_stalled_stream_with_exact_rec
         ranged = [p for m, p in proxy.log if m == "GET" and train[0].key in p]
         assert len(ranged) == 2  # the trickled request, then the resumed one
     assert got == expected  # every record, once, in order
-    assert elapsed < 15, elapsed
+    assert elapsed < 30, elapsed  # deadlines of 2 s each; without them ~18 hours
 
 
 @pytest.mark.xfail(
