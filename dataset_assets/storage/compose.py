@@ -17,6 +17,12 @@
 Any failure aborts the multipart upload (registered the moment it is created) and leaves
 nothing under the target key; a verification failure raises VerificationError naming the part
 or the target.
+
+Every write carries the store's server-side encryption arguments and every result is checked
+for them (EncryptionNotAppliedError, result deleted). When the server's ETags are not MD5s
+(``store.etag_is_md5`` False, e.g. SSE-KMS), ETags are recorded but prove nothing: a copied part
+is then checked by its ChecksumSHA256 where the server returns one, and otherwise (Ceph RGW 16)
+the result is read back once, each source's byte range against its sha256.
 """
 
 import base64
@@ -126,29 +132,72 @@ def _fail(store: S3ObjectStore, exc: BaseException, op: str, key: str) -> Storag
     return UploadFailedError(f"{op} of {store.uri(key)} failed: {type(exc).__name__}: {exc}", key)
 
 
-def _check_copied_part(part: Part, result: Mapping[str, Any]) -> None:
-    etag = _etag(result.get("ETag"))
-    if etag != part.md5:
-        raise VerificationError(part.key, "copied part ETag (MD5)", str(part.md5), etag)
+def _check_copied_part(store: S3ObjectStore, part: Part, result: Mapping[str, Any]) -> bool:
+    """Check a copied part against its source's record; False when the server gave nothing to
+    check (no SHA-256 checksum, and ETags that are not MD5s): the result must then be read back.
+    """
+    evidence = False
     checksum = result.get("ChecksumSHA256")
-    if checksum and part.sha256 and checksum != _b64_sha256(part.sha256):
-        raise VerificationError(
-            part.key, "copied part ChecksumSHA256", _b64_sha256(part.sha256), str(checksum)
-        )
+    if checksum and part.sha256:
+        if checksum != _b64_sha256(part.sha256):
+            raise VerificationError(
+                part.key, "copied part ChecksumSHA256", _b64_sha256(part.sha256), str(checksum)
+            )
+        evidence = True
+    if store.etag_is_md5:
+        etag = _etag(result.get("ETag"))
+        if etag != part.md5:
+            raise VerificationError(part.key, "copied part ETag (MD5)", str(part.md5), etag)
+        evidence = True
+    return evidence
 
 
-def _check_result(store: S3ObjectStore, key: str, size: int, etag: str) -> ObjectInfo:
-    """HEAD the new object: size and ETag, or delete it and raise VerificationError."""
+def _check_result(
+    store: S3ObjectStore,
+    key: str,
+    parts: Sequence[Part],
+    etag: str | None,
+    *,
+    readback: bool,
+) -> ObjectInfo:
+    """HEAD the new object: size, the ETag when ``etag`` is given (the server's ETags are MD5s),
+    the configured encryption, and with ``readback`` each source's byte range against its sha256.
+    Any mismatch deletes the object and raises."""
     info = store.head(key)
-    problem = None
-    if info.size != size:
-        problem = ("size", str(size), str(info.size))
-    elif info.etag != etag:
-        problem = ("etag", etag, info.etag)
-    if problem is not None:
+    size = sum(p.bytes for p in parts)
+    try:
+        if info.size != size:
+            raise VerificationError(key, "size", str(size), str(info.size))
+        if etag is not None and info.etag != etag:
+            raise VerificationError(key, "etag", etag, info.etag)
+        store.check_encrypted(info)
+        if readback:
+            _check_by_readback(store, key, parts)
+    except StorageError:
         store.delete(key)
-        raise VerificationError(key, *problem)
+        raise
     return info
+
+
+def _check_by_readback(store: S3ObjectStore, key: str, parts: Sequence[Part]) -> None:
+    """Stream ``key`` once: each source's byte range must hash to that source's sha256."""
+    chunks = store.iter_bytes(key, chunk_size=_GET_CHUNK)
+    pending = b""
+    for part in parts:
+        sha = hashlib.sha256()
+        need = part.bytes
+        while need:
+            if not pending:
+                pending = next(chunks, b"")
+                if not pending:
+                    break
+            take, pending = pending[:need], pending[need:]
+            sha.update(take)
+            need -= len(take)
+        if part.sha256 is not None and sha.hexdigest() != part.sha256:
+            raise VerificationError(
+                part.key, f"sha256 of its bytes in {store.uri(key)}", part.sha256, sha.hexdigest()
+            )
 
 
 @dataclass(frozen=True)
@@ -249,6 +298,7 @@ def compose_parts(
             # Asks servers that compute checksums (SeaweedFS) to hash each copied part; servers
             # without (Ceph RGW 16) ignore it and the ETag check still holds.
             ChecksumAlgorithm="SHA256",
+            **store.encryption_args,
         )["UploadId"]
     except _CLIENT_ERRORS as exc:
         raise _fail(store, exc, "create_multipart_upload", key) from exc
@@ -261,21 +311,25 @@ def compose_parts(
                 Bucket=store.bucket,
                 Key=key,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": [done for done, _md5 in completed]},
+                MultipartUpload={"Parts": [done for done, _md5, _checked in completed]},
             )
         except _CLIENT_ERRORS as exc:
             raise _fail(store, exc, "complete_multipart_upload", key) from exc
         undo.pop_all()
-    expected = multipart_etag([md5 for _done, md5 in completed])
-    if _etag(resp.get("ETag")) != expected:
-        store.delete(key)
-        raise VerificationError(key, "composed ETag", expected, _etag(resp.get("ETag")))
-    info = _check_result(store, key, sum(p.bytes for p in parts), expected)
+    expected = None
+    if store.etag_is_md5:
+        expected = multipart_etag([md5 for _done, md5, _checked in completed])
+        if _etag(resp.get("ETag")) != expected:
+            store.delete(key)
+            raise VerificationError(key, "composed ETag", expected, _etag(resp.get("ETag")))
+    unchecked = not all(checked for _done, _md5, checked in completed)
+    info = _check_result(store, key, parts, expected, readback=unchecked)
     method = "copy" if all(p.copy for p in pieces) else "mixed"
-    return Composed(info=info, etag=expected, sha256=None, method=method)
+    return Composed(info=info, etag=info.etag, sha256=None, method=method)
 
 
-_Done = tuple[dict[str, Any], str]  # the part for CompleteMultipartUpload, its MD5 (hex)
+# The part for CompleteMultipartUpload, its MD5 (hex), whether the server's answer proved it.
+_Done = tuple[dict[str, Any], str, bool]
 
 
 class _PartUploader:
@@ -345,8 +399,8 @@ class _PartUploader:
                 self._store, exc, f"copy of {part.key} as part {number}", self._key
             ) from exc
         result: dict[str, Any] = resp["CopyPartResult"]
-        _check_copied_part(part, result)
-        return _completed_part(number, result), str(part.md5)
+        checked = _check_copied_part(self._store, part, result)
+        return _completed_part(number, result), str(part.md5), checked
 
     def _upload(self, number: int, data: bytes) -> _Done:
         md5 = hashlib.md5(data)
@@ -362,11 +416,13 @@ class _PartUploader:
             )
         except _CLIENT_ERRORS as exc:
             raise _fail(self._store, exc, f"upload of part {number}", self._key) from exc
-        if _etag(resp.get("ETag")) != md5.hexdigest():
+        # The server checked the bytes against Content-MD5; its ETag says so once more when
+        # ETags are MD5s (not under SSE-KMS).
+        if self._store.etag_is_md5 and _etag(resp.get("ETag")) != md5.hexdigest():
             raise VerificationError(
                 self._key, f"uploaded part {number} ETag", md5.hexdigest(), _etag(resp.get("ETag"))
             )
-        return _completed_part(number, resp), md5.hexdigest()
+        return _completed_part(number, resp), md5.hexdigest(), True
 
     def _read_back(self, parts: Sequence[Part]) -> Iterator[bytes]:
         """The sources' bytes cut into upload parts of ``UPLOAD_PART_SIZE`` (the last of the
@@ -552,7 +608,11 @@ def stream_parts(
                 reader,
                 store.bucket,
                 key,
-                ExtraArgs={"Metadata": meta, "ContentType": content_type},
+                ExtraArgs={
+                    "Metadata": meta,
+                    "ContentType": content_type,
+                    **store.encryption_args,
+                },
                 Config=stream_transfer_config(part_size, max_concurrency),
             )
         except _CLIENT_ERRORS as exc:
@@ -562,8 +622,10 @@ def stream_parts(
     if sent != size:
         store.delete(key)
         raise VerificationError(key, "streamed size", str(size), str(sent))
-    info = _check_result(store, key, size, etag)
-    return Composed(info=info, etag=etag, sha256=None, method="stream")
+    # ETags that are not MD5s prove nothing: then the result is read back, source by source.
+    md5_etags = store.etag_is_md5
+    info = _check_result(store, key, parts, etag if md5_etags else None, readback=not md5_etags)
+    return Composed(info=info, etag=info.etag, sha256=None, method="stream")
 
 
 def copy_object(
@@ -590,6 +652,7 @@ def copy_object(
         "MetadataDirective": "REPLACE",
         "Metadata": {str(k).lower(): str(v) for k, v in (metadata or {}).items()},
         "ContentType": "application/x-ndjson",
+        **store.encryption_args,
     }
     if source_etag is not None:
         extra["CopySourceIfMatch"] = source_etag
@@ -608,4 +671,5 @@ def copy_object(
     info = store.head(key)
     if info.size != source.size:
         raise VerificationError(key, "copied size", str(source.size), str(info.size))
+    store.check_encrypted(info)
     return info

@@ -5,6 +5,7 @@ publish protocol (multipart sources at the 5 MiB test part size), so the copies 
 same kind of objects a build leaves.
 """
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -194,4 +195,25 @@ def test_mixed_composition_names_a_corrupted_copied_or_read_back_shard(
         compose_parts(store, "p/compiled/out.jsonl", parts, mixed=True)
 
     assert not store.exists("p/compiled/out.jsonl")
+    assert open_uploads(store) == []
+
+
+def test_without_md5_etags_a_corrupted_source_is_still_caught_by_sha256(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    """ETags that are not MD5s (SSE-KMS) prove nothing: SeaweedFS's part checksums do, and on
+    servers without checksums (Ceph RGW 16) the result is read back source by source."""
+    parts, data = publish_shards(store, tmp_path, [6 * MiB, 5 * MiB, 3000])
+    settings = dataclasses.replace(store.settings, etag_is_md5=False)
+    opaque = S3ObjectStore(store.bucket, settings, part_size=store.part_size)
+
+    composed = compose_parts(opaque, "p/compiled/ok.jsonl", parts)
+    assert store.get_bytes("p/compiled/ok.jsonl") == data
+    assert composed.etag == store.head("p/compiled/ok.jsonl").etag
+
+    corrupt(store, parts[1])
+    with pytest.raises(VerificationError, match="(?i)sha256") as caught:
+        compose_parts(opaque, "p/compiled/bad.jsonl", parts)
+    assert caught.value.key == parts[1].key
+    assert not store.exists("p/compiled/bad.jsonl")
     assert open_uploads(store) == []
