@@ -1,7 +1,6 @@
 """``dataset-assets verify`` and ``gc``: check a published build, collect old ones."""
 
 import os
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -83,7 +82,8 @@ def gc(
         return
     try:
         probe_conditional_writes(store, prefix)  # the lease below depends on them
-        with BuildLease(store, prefix, f"gc-{uuid.uuid4().hex[:12]}", ttl_s=120):
+        # A stable owner: a gc rerun after a killed gc takes its own lease back at once.
+        with BuildLease(store, prefix, "dataset-assets-gc", ttl_s=120):
             plan = plan_gc(store, prefix, keep, grace=grace, min_age=min_age)
             _print_plan(plan)
             result = collect_garbage(store, plan)

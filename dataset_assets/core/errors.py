@@ -106,3 +106,8 @@ class ConcurrentPublishError(ManifestError):
 
 class QualityGateError(DatasetError):
     """A blocking quality gate failed (split leakage, quarantine ratio): nothing is committed."""
+
+
+class StagingSpaceError(DatasetError):
+    """The local staging disk is full: the message names the folder and its free/total bytes.
+    Nothing unverified was deleted; rerun with room (or a smaller shard_size / fewer workers)."""

@@ -6,13 +6,16 @@ Every step starts from typed references published by the step before (S3 keys, n
 paths), so the steps can run in different processes or on different machines.
 """
 
+import errno
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dataset_assets.core.card import render_hf_readme
 from dataset_assets.core.config import DatasetConfig
-from dataset_assets.core.errors import QualityGateError
+from dataset_assets.core.errors import QualityGateError, StagingSpaceError
 from dataset_assets.core.layout import (
     SPLITS,
     build_sidecar_key,
@@ -33,6 +36,7 @@ from dataset_assets.pipeline.compile import (
     compile_conversations,
     quarantine_ratio,
     work_area,
+    worker_count,
 )
 from dataset_assets.pipeline.export import compose_build_export, export_problems, promote_export
 from dataset_assets.pipeline.lease import BuildLease
@@ -114,9 +118,11 @@ class Build:
             started = read_pointer(self.store, self.cfg.prefix)
             area = work_area(self.cfg, self.run_id, "compile")
             journal = self.journal("compile")
-            result = compile_conversations(
-                self.cfg, self.store, run_id=self.run_id, area=area, journal=journal
-            )
+            need = "the compressed records of the largest source files plus their indexes"
+            with staging_space(self.cfg.staging_dir, need):
+                result = compile_conversations(
+                    self.cfg, self.store, run_id=self.run_id, area=area, journal=journal
+                )
             self._upload_journal(journal, "compile")
         return result.model_copy(
             update={"started_from_etag": started.etag, "started_from_build": started.build_id}
@@ -127,8 +133,11 @@ class Build:
         area = work_area(self.cfg, self.run_id, "shards")
         journal = self.journal("shards")
         with self.step():
+            k, workers = self.cfg.max_publishes_in_flight, worker_count(self.cfg)
+            need = f"{(k + 1) * self.cfg.shard_size * workers:,} bytes ((K+1) shards per worker)"
             try:
-                return publish_all_shards(self.cfg, self.store, result, area, journal)
+                with staging_space(self.cfg.staging_dir, need):
+                    return publish_all_shards(self.cfg, self.store, result, area, journal)
             finally:
                 self._upload_journal(journal, "shards")
 
@@ -196,6 +205,21 @@ class Build:
         key = build_sidecar_key(manifest.prefix, manifest.build_id, f"journal-{self.run_id}.jsonl")
         self.store.put_bytes(key, data, content_type="application/x-ndjson")
         return self.store.uri(key)
+
+
+@contextmanager
+def staging_space(folder: Path, needed: str) -> Iterator[None]:
+    """Turn a full staging disk (ENOSPC) into a typed error naming the folder and the bytes."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        usage = shutil.disk_usage(folder if folder.exists() else folder.parent)
+        raise StagingSpaceError(
+            f"staging disk full at {folder}: {usage.free:,} bytes free of {usage.total:,} bytes; "
+            f"this step needs about {needed}"
+        ) from exc
 
 
 def build_problems(

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from dataset_assets.core.config import load_config
+from dataset_assets.core.errors import StagingSpaceError
 from dataset_assets.core.layout import manifests_prefix, run_prefix
 from dataset_assets.core.sample import write_sample
 from dataset_assets.pipeline.build import Build, build_dataset
@@ -68,9 +69,10 @@ def test_disk_full_in_the_shard_step_deletes_nothing_unverified_and_publishes_no
     small = load_config(_on(config, small_disk / "staging"))
     result = Build(cfg, store, "run-b", owner="b").compile()
 
-    with pytest.raises(OSError) as failed:
+    with pytest.raises(StagingSpaceError) as failed:
         Build(small, store, "run-b", owner="b").shards(result)
-    assert failed.value.errno == errno.ENOSPC
+    assert isinstance(failed.value.__cause__, OSError)
+    assert failed.value.__cause__.errno == errno.ENOSPC
 
     journal = [
         json.loads(line)
@@ -106,20 +108,16 @@ def test_disk_full_in_the_compile_leaves_the_latest_build_and_releases_the_lease
     a = build_dataset(cfg, store, run_id="build-a")
     write_sample(tmp_path / "data" / "generated", records_per_family=2000, seed=2)
     small = load_config(_on(config, small_disk / "staging"))
-    with pytest.raises(OSError) as failed:
+    with pytest.raises(StagingSpaceError) as failed:
         build_dataset(small, store, run_id="run-b")
-    assert failed.value.errno == errno.ENOSPC
+    assert isinstance(failed.value.__cause__, OSError)
+    assert failed.value.__cause__.errno == errno.ENOSPC
     assert latest(store, cfg.prefix).build_id == a.build_id
     assert len(list(store.list(manifests_prefix(cfg.prefix)))) == 1
     with BuildLease(store, cfg.prefix, "another-owner"):  # released: taken at once
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ENOSPC surfaces as a bare OSError without the staging path or the bytes "
-    "(core/shards.py, pipeline/compile.py: not owned by this test's author; see the report)",
-)
 def test_disk_full_is_a_typed_error_naming_the_path_and_the_bytes(
     tmp_path: Path, seaweed: S3Settings, small_disk: Path
 ) -> None:
