@@ -7,8 +7,9 @@ manifest) without uploading the data again: :func:`compose_export` composes it s
 while the shard was written). Shards S3 cannot copy as parts (under 5 MiB but not last, or
 without a recorded MD5) are read back with streaming GETs, checked against their sha256, and
 uploaded as parts of the same multipart upload, grouped with their neighbours up to 5 MiB; only
-when no shard can be copied (or over 10,000 parts) is the whole export streamed back from S3
-into one transfer-manager upload.
+when no shard can be copied (or over 10,000 parts, or the server refuses ``UploadPartCopy``, as
+SeaweedFS does for SSE-KMS objects) is the whole export streamed back from S3 into one
+transfer-manager upload.
 
 The export's manifest entry lists its ``parts`` (the shard keys) and its verified multipart
 ``etag``, and has no sha256 of its own: composed, its bytes never pass through the build;
@@ -33,6 +34,7 @@ from dataset_assets.core.layout import build_export_key, export_key, latest_mani
 from dataset_assets.core.manifest import FileEntry, Manifest
 from dataset_assets.storage import S3ObjectStore
 from dataset_assets.storage.compose import (
+    CopyNotSupportedError,
     compose_parts,
     copy_object,
     stream_parts,
@@ -82,13 +84,16 @@ def compose_export(store: S3ObjectStore, parts: Sequence[FileEntry], key: str) -
         UploadFailedError / StorageError: S3 failures.
     """
     metadata = {"parts-sha256": parts_digest(parts), "parts": str(len(parts))}
-    if why_not_composable(parts) is None:
-        etag = _already_composed(store, key, parts, metadata["parts-sha256"])
-        if etag is None:
-            etag = compose_parts(store, key, parts, metadata=metadata).etag
-    elif why_not_mixed(parts) is None:
-        etag = compose_parts(store, key, parts, mixed=True, metadata=metadata).etag
-    else:
+    try:
+        if why_not_composable(parts) is None:
+            etag = _already_composed(store, key, parts, metadata["parts-sha256"])
+            if etag is None:
+                etag = compose_parts(store, key, parts, metadata=metadata).etag
+        elif why_not_mixed(parts) is None:
+            etag = compose_parts(store, key, parts, mixed=True, metadata=metadata).etag
+        else:
+            etag = stream_parts(store, key, parts, metadata=metadata).etag
+    except CopyNotSupportedError:  # e.g. SeaweedFS with SSE-KMS sources
         etag = stream_parts(store, key, parts, metadata=metadata).etag
     families: Counter[str] = Counter()
     for part in parts:

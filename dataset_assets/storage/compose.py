@@ -69,6 +69,18 @@ _CLIENT_ERRORS = (
 )
 
 
+class CopyNotSupportedError(UploadFailedError):
+    """The server refuses to copy a source as a part (501 NotImplemented; SeaweedFS 4.48 does
+    for SSE-KMS sources). Nothing was left behind; the sources can still be streamed."""
+
+
+def _copy_not_supported(exc: BaseException) -> bool:
+    if not isinstance(exc, botocore.exceptions.ClientError):
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return bool(status == 501 or exc.response.get("Error", {}).get("Code") == "NotImplemented")
+
+
 class Part(Protocol):
     """A published object to be used as a part (a manifest FileEntry fits)."""
 
@@ -395,9 +407,13 @@ class _PartUploader:
                 CopySource={"Bucket": self._store.bucket, "Key": part.key},
             )
         except _CLIENT_ERRORS as exc:
-            raise _fail(
-                self._store, exc, f"copy of {part.key} as part {number}", self._key
-            ) from exc
+            op = f"copy of {part.key} as part {number}"
+            if _copy_not_supported(exc):
+                raise CopyNotSupportedError(
+                    f"{op} of {self._store.uri(self._key)}: the server does not support it ({exc})",
+                    key=self._key,
+                ) from exc
+            raise _fail(self._store, exc, op, self._key) from exc
         result: dict[str, Any] = resp["CopyPartResult"]
         checked = _check_copied_part(self._store, part, result)
         return _completed_part(number, result), str(part.md5), checked
