@@ -7,10 +7,10 @@
   completed object must then have ``size == sum`` and ``ETag == md5(concat(part md5s))-N``.
   ``mixed``: sources too small to be a part are read back (sha256-checked) and uploaded as
   parts of the same upload, so one small shard does not force the whole object through here.
-- :func:`stream_parts`: the fallback when S3 cannot compose them (a part other than the last
-  under 5 MiB, more than 10,000 parts, a part without a recorded MD5): the sources are read back
-  with streaming GETs (never a local copy), each checked against its sha256 while it passes,
-  and uploaded with the transfer manager; the ETag is predicted from the same bytes.
+- :func:`stream_parts`: the fallback when nothing can be copied (every source small or without
+  a recorded MD5, over 10,000 parts, or the server refuses ``UploadPartCopy``): the sources are
+  read back with streaming GETs (never a local copy), each checked against its sha256 while it
+  passes, and uploaded with the transfer manager; the ETag is predicted from the same bytes.
 - :func:`copy_object`: boto3's managed copy (a single server-side ``CopyObject`` up to 5 GiB,
   multipart ``UploadPartCopy`` above).
 
