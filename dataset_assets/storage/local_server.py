@@ -128,6 +128,11 @@ class SeaweedServer:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-master.telemetry=false",
+            # Every bucket is a collection that grows volumes of its own: the auto limit (free
+            # disk / volume size) runs out after a few dozen buckets ("No writable volumes and
+            # no free volumes left"). Volumes are sparse files, so a high count costs nothing.
+            "-volume.max=2000",
+            "-master.volumeSizeLimitMB=64",
         ]
         if self.port_base is not None:
             cmd += [f"-{flag}={self.port_base + off}" for flag, off in _PORT_OFFSETS.items()]
