@@ -150,7 +150,7 @@ def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], Sh
         for split in missing:
             lines = split_lines(records, codes, SPLIT_CODES[split], part.family)
             published = _publish_split(cfg, pub, split, lines, staging / split)
-            entries[split] = [shard_entry(split, p) for p in published]
+            entries[split] = [shard_entry(split, p, md5=p.md5) for p in published]
             written += len(published)
             uploaded += sum(p.uploaded for p in published)
             key = cache_shards_key(cfg.prefix, shard_set_digest(cfg, part, split))

@@ -1,4 +1,5 @@
-"""The publish protocol of DESIGN §5: upload → verify → delete local, bounded and journaled.
+"""The publish protocol (docs/architecture.md, "Publish protocol"): upload → verify → delete
+local, bounded and journaled.
 
 ``Publisher.publish`` handles one staged file synchronously; ``submit`` runs it on a small pool
 and blocks the writer while ``max_in_flight`` publishes are pending, so local staged bytes never
@@ -45,6 +46,8 @@ class PublishedObject:
     records: int
     families: dict[str, int] = field(default_factory=dict)
     uploaded: bool = True
+    md5: str | None = None
+    """Whole-file MD5 computed while the file was written (evidence for a later part copy)."""
 
 
 class PublishError(StorageError):
@@ -96,7 +99,7 @@ def compare_head(info: ObjectInfo, digest: Digest, part_size: int) -> list[Misma
 
 
 class Publisher:
-    """Publish staged files to one store, following DESIGN §5.
+    """Publish staged files to one store, following the publish protocol (docs/architecture.md).
 
     Args:
         store: the object store.
@@ -323,6 +326,7 @@ class Publisher:
             records=staged.records,
             families=dict(staged.families),
             uploaded=uploaded,
+            md5=staged.digest.md5 or None,
         )
 
     # -- bounded pipeline -----------------------------------------------------------------------
