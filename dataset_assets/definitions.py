@@ -59,6 +59,34 @@ def make_resources(environ: Mapping[str, str], config_path: str) -> dict[str, ob
     }
 
 
+EXECUTORS = ("in_process", "multiprocess", "k8s", "celery")
+
+
+def make_executor(environ: Mapping[str, str]) -> dg.ExecutorDefinition:
+    """``DATASET_ASSETS_EXECUTOR``: where a run's steps execute.
+
+    ``in_process`` (default): one process per run; the build's steps parallelize inside (worker
+    processes for partitions and shards, DuckDB threads), so separate step processes would only
+    add start-up time. ``multiprocess``: a process per step. ``k8s`` (dagster-k8s
+    ``k8s_job_executor``: a pod per step, ``deploy/k8s/``) and ``celery`` (dagster-celery,
+    ``deploy/celery/``): steps on other machines; they share nothing but S3.
+    """
+    name = environ.get("DATASET_ASSETS_EXECUTOR", "in_process")
+    if name == "in_process":
+        return dg.in_process_executor
+    if name == "multiprocess":
+        return dg.multiprocess_executor
+    if name == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    if name == "celery":
+        from dagster_celery import celery_executor
+
+        return celery_executor
+    raise ValueError(f"DATASET_ASSETS_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {name!r}")
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
     config_path = os.environ.get("DATASET_ASSETS_CONFIG", "dataset.yaml")
@@ -66,7 +94,9 @@ def defs() -> dg.Definitions:
         compile_defs.build_defs(),
         sensor_defs.build_defs(_sensor_interval(Path(config_path))),
         migration_defs.build_defs(),
-        dg.Definitions(resources=make_resources(os.environ, config_path)),
+        dg.Definitions(
+            resources=make_resources(os.environ, config_path), executor=make_executor(os.environ)
+        ),
     )
 
 

@@ -12,6 +12,7 @@ from dataset_assets.core.config import load_config
 from dataset_assets.core.layout import build_manifest_key, latest_manifest_key
 from dataset_assets.core.manifest import Manifest
 from dataset_assets.environments import s3_settings
+from dataset_assets.pipeline.build import build_problems
 from dataset_assets.pipeline.commit import (
     ConditionalWritesUnsupportedError,
     probe_conditional_writes,
@@ -22,7 +23,6 @@ from dataset_assets.pipeline.maintenance import (
     collect_garbage,
     manifest_files,
     plan_gc,
-    verify_build,
 )
 from dataset_assets.storage import S3ObjectStore
 
@@ -44,18 +44,15 @@ def verify(
     store, prefix = _store(config)
     key = build_manifest_key(prefix, build) if build else latest_manifest_key(prefix)
     manifest = Manifest.from_json(store.get_bytes(key), store.uri(key))
-    latest = Manifest.from_json(store.get_bytes(latest_manifest_key(prefix))).build_id
-    is_latest = manifest.build_id == latest
-    if not is_latest:
-        console.print("not the latest build: its export was replaced by a later build, not checked")
-    problems = verify_build(store, manifest, readback=readback, with_export=is_latest)
+    # Every build's export is immutable (the fixed name is a copy), so any build is checkable.
+    problems = build_problems(store, manifest, readback=readback)
     for problem in problems:
         console.print(f"[red]{problem}[/red]")
     if problems:
         console.print(f"build {manifest.build_id}: {len(problems)} problem(s)")
         raise typer.Exit(1)
     mode = "readback" if readback else "head"
-    n = len(manifest_files(manifest, with_export=is_latest))
+    n = len(manifest_files(manifest))
     console.print(f"build {manifest.build_id}: all {n} objects verified ({mode})")
 
 

@@ -17,6 +17,7 @@ from dataset_assets.core.layout import (
     latest_manifest_key,
     lease_key,
     manifests_prefix,
+    readme_key,
     run_prefix,
 )
 from dataset_assets.core.manifest import FileEntry, Manifest
@@ -85,7 +86,7 @@ def verify_build(
 # written less than ``grace`` ago, or replaced as the latest by a newer build less than ``grace``
 # ago. Objects younger than ``min_age`` are never deleted either (new objects of a running build).
 
-_GC_FOLDERS = (*SPLITS, "quarantine", "provenance", "_cache")
+_GC_FOLDERS = (*SPLITS, "quarantine", "provenance", "dedup", "compiled", "_cache")
 _NEVER_COLLECTED = frozenset({"manifests", "builds", "_assets", "_probe", "_runs"})
 
 
@@ -251,7 +252,9 @@ def _pointer_build_id(data: bytes, source: str) -> str:
 
 def _fixed_keys(prefix: str) -> frozenset[str]:
     """Keys replaced in place, never collected: the pointer, the fixed export, the lease."""
-    return frozenset({latest_manifest_key(prefix), export_key(prefix), lease_key(prefix)})
+    return frozenset(
+        {latest_manifest_key(prefix), export_key(prefix), lease_key(prefix), readme_key(prefix)}
+    )
 
 
 def _candidate_folders(prefix: str, cache: _ManifestCache, build_ids: list[str]) -> list[str]:

@@ -14,17 +14,17 @@ from dataset_assets_tests.builds import config_and_store, write_build_config
 
 
 def distributed_build_job() -> dg.JobDefinition:
-    """``build_dataset`` from the real definitions, on the multiprocess executor."""
+    """``build_dataset`` from the real definitions (executor from DATASET_ASSETS_EXECUTOR)."""
     from dataset_assets.definitions import defs
 
     resolved = defs() if callable(defs) else defs
-    job = resolved.resolve_job_def("build_dataset")
-    return job.with_executor_def(dg.multiprocess_executor)  # type: ignore[attr-defined]
+    return resolved.resolve_job_def("build_dataset")
 
 
 def _env(monkeypatch: pytest.MonkeyPatch, settings: S3Settings, config_path: Path) -> None:
     monkeypatch.setenv("DATASET_ASSETS_CONFIG", str(config_path))
     monkeypatch.setenv("DATASET_ASSETS_ENV", "local")
+    monkeypatch.setenv("DATASET_ASSETS_EXECUTOR", "multiprocess")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", settings.endpoint_url or "")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", settings.access_key_id or "")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", settings.secret_access_key or "")
@@ -59,3 +59,17 @@ def test_steps_in_separate_processes_without_a_shared_cache_build_the_same_manif
     single = build_dataset(cfg, store)
     assert single.build_id == local.build_id
     assert single == local
+
+
+@pytest.mark.parametrize("name", ["in_process", "multiprocess", "k8s", "celery"])
+def test_every_executor_choice_resolves_to_an_executor(name: str) -> None:
+    from dataset_assets.definitions import make_executor
+
+    assert isinstance(make_executor({"DATASET_ASSETS_EXECUTOR": name}), dg.ExecutorDefinition)
+
+
+def test_an_unknown_executor_is_refused_naming_the_choices() -> None:
+    from dataset_assets.definitions import make_executor
+
+    with pytest.raises(ValueError, match="in_process, multiprocess, k8s, celery"):
+        make_executor({"DATASET_ASSETS_EXECUTOR": "spark"})

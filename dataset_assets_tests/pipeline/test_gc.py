@@ -296,7 +296,7 @@ def test_gc_during_a_real_build_never_deletes_what_it_commits(
     b = build_dataset(cfg, store)  # B without the source
     extra.write_bytes(body)
     time.sleep(1.1)
-    c_build = Build(cfg, store, uuid.uuid4().hex)  # C with it restored, up to its commit
+    c_build = Build(cfg, store, uuid.uuid4().hex, hand_on=True)  # C restored, up to its commit
     result = c_build.compile()
     shards, _ = c_build.shards(result)
     export = c_build.export(shards)

@@ -67,7 +67,7 @@ def main(spec_path: str) -> None:
         if gate is None:
             out["build_id"] = _plain_build(cfg, store, spec)
         else:
-            build = GatedBuild(cfg, store, spec["run_id"], owner=spec["owner"])
+            build = GatedBuild(cfg, store, spec["run_id"], owner=spec["owner"], hand_on=True)
             build.gate = gate
             result = build.compile()
             check_quality_gates(cfg, result)
@@ -98,7 +98,7 @@ def main(spec_path: str) -> None:
 
 def _plain_build(cfg: Any, store: S3ObjectStore, spec: dict[str, Any]) -> str:
     if spec.get("owner"):
-        build = Build(cfg, store, spec["run_id"], owner=spec["owner"])
+        build = Build(cfg, store, spec["run_id"], owner=spec["owner"], hand_on=True)
         result = build.compile()
         check_quality_gates(cfg, result)
         shards, _ = build.shards(result)
