@@ -353,7 +353,11 @@ def build_env(case_dir: Path, config: Path, settings: dict[str, Any], repo: Path
     home = case_dir / "dagster-home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(repo / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGSTER_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "DAGSTER_", "DATASET_ASSETS_"))
+    }
     env.update(
         # the build's code comes from ``repo`` (ahead of the venv's editable install)
         PYTHONPATH=str(repo),
@@ -368,9 +372,8 @@ def build_env(case_dir: Path, config: Path, settings: dict[str, Any], repo: Path
     return env
 
 
-# "default": the job's own executor; "in_process" / "multiprocess" select one of Dagster's
-# default executor's modes by run config (in_process = every step in the run's process, like
-# `dataset-assets run`)
+# "default": the project's own executor; "in_process" / "multiprocess": DATASET_ASSETS_EXECUTOR
+# (or, for trees that do not read it, that mode of Dagster's default executor by run config)
 BUILD_EXECUTOR = "default"
 BUILD_CMD = [
     str(BIN / "dagster"),
@@ -523,7 +526,12 @@ def run_size(
         log = case_dir / f"{case}.log"
         env = build_env(case_dir, config, settings, repo)
         cmd = list(BUILD_CMD)
-        if BUILD_EXECUTOR != "default":
+        reads_env = (
+            "DATASET_ASSETS_EXECUTOR" in (repo / "dataset_assets" / "definitions.py").read_text()
+        )
+        if BUILD_EXECUTOR != "default" and reads_env:
+            env["DATASET_ASSETS_EXECUTOR"] = BUILD_EXECUTOR
+        elif BUILD_EXECUTOR != "default":  # older trees: a mode of Dagster's default executor
             run_config = case_dir / "run_config.yaml"
             run_config.write_text(yaml.safe_dump({"execution": {"config": {BUILD_EXECUTOR: {}}}}))
             cmd += ["-c", str(run_config)]
@@ -662,7 +670,7 @@ def main() -> None:
         "--executor",
         choices=["default", "in_process", "multiprocess"],
         default="default",
-        help="how the build's steps run (default: the job's own executor)",
+        help="where the build's steps run (default: the project's default executor)",
     )
     args = parser.parse_args()
     global BUILD_EXECUTOR

@@ -1,9 +1,10 @@
 """The distributed-executor configs under deploy/ are valid for Dagster's own config schemas.
 
-- ``deploy/k8s/executor.yaml`` and ``deploy/celery/executor.yaml``: run config of the
-  ``k8s_job_executor`` / ``celery_executor``, validated against each executor's schema, and as
-  the run config of a job using that executor (the ``execution: config:`` wrapping); the celery
-  file also through the loader the workers use (``dagster-celery worker start -y``).
+- ``deploy/k8s/executor.yaml`` and ``deploy/celery/executor.yaml``: run config of the executor
+  the project picks for ``DATASET_ASSETS_EXECUTOR=k8s`` / ``celery`` (``k8s_job_executor`` /
+  ``celery_executor``), validated against that executor's schema, and as the run config of a
+  job using it (the ``execution: config:`` wrapping); the celery file also through the loader
+  the workers use (``dagster-celery worker start -y``).
 - ``deploy/k8s/values.yaml`` (Helm chart values): the parts the chart renders into the instance's
   dagster.yaml (K8sRunLauncher, QueuedRunCoordinator, Postgres storage, run retries) are mapped
   like the chart's templates do and validated with Dagster's schemas; every key must be one the
@@ -28,15 +29,18 @@ dagster_celery = pytest.importorskip("dagster_celery", reason="pip install datas
 from dagster_celery.cli import get_validated_config  # noqa: E402
 from dagster_postgres import PostgresRunStorage  # noqa: E402
 
+from dataset_assets.definitions import make_executor  # noqa: E402
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 # What a celery deployment exports (the executor config reads them with {env: ...})
 CELERY_ENV = {
     "DAGSTER_CELERY_BROKER_URL": "redis://redis:6379/0",
     "DAGSTER_CELERY_BACKEND_URL": "redis://redis:6379/1",
 }
+# Each run config file and the DATASET_ASSETS_EXECUTOR value its deployment sets.
 EXECUTORS = {
-    "k8s/executor.yaml": dagster_k8s.k8s_job_executor,
-    "celery/executor.yaml": dagster_celery.celery_executor,
+    "k8s/executor.yaml": make_executor({"DATASET_ASSETS_EXECUTOR": "k8s"}),
+    "celery/executor.yaml": make_executor({"DATASET_ASSETS_EXECUTOR": "celery"}),
 }
 
 
@@ -96,6 +100,14 @@ def test_a_misspelled_executor_key_is_rejected(rel: str) -> None:
         assert _errors(_executor_type(EXECUTORS[rel]), cfg), f"{key}x was accepted"
         with pytest.raises(dg.DagsterInvalidConfigError):
             dg.validate_run_config(_job_with(EXECUTORS[rel]), broken)
+
+
+def test_the_project_picks_the_executors_these_files_configure() -> None:
+    assert EXECUTORS["k8s/executor.yaml"] is dagster_k8s.k8s_job_executor
+    assert EXECUTORS["celery/executor.yaml"] is dagster_celery.celery_executor
+    (deployment,) = _load("k8s/values.yaml")["dagster-user-deployments"]["deployments"]
+    env = {e["name"]: e["value"] for e in deployment["env"]}
+    assert make_executor(env) is dagster_k8s.k8s_job_executor
 
 
 def test_k8s_steps_share_the_staging_volume_and_s3_secret() -> None:
