@@ -1,8 +1,6 @@
 """Composed, streamed and copied exports under server-side encryption and opaque ETags.
-
-These need the change to ``storage/compose.py`` handed to the lead (encryption arguments on its
-own write calls; no ETag trust when ETags are not MD5s); until it is applied they are expected
-to fail (strict xfail: applying the change turns them into failures until the marker goes).
+(``storage/compose.py`` adds the store's encryption arguments to its own write calls and does
+not trust ETags that are not MD5s.)
 """
 
 import os
@@ -17,12 +15,7 @@ from dataset_assets_tests.security.conftest import shared_store
 from dataset_assets_tests.security.servers import OpaqueEtagProxy
 from dataset_assets_tests.storage.test_compose import MiB, publish_shards
 
-PENDING = pytest.mark.xfail(
-    strict=True, reason="needs the storage/compose.py change (see the security report)"
-)
 
-
-@PENDING
 def test_composed_streamed_and_copied_exports_are_encrypted(
     seaweed: S3Settings, tmp_path: Path
 ) -> None:
@@ -36,7 +29,6 @@ def test_composed_streamed_and_copied_exports_are_encrypted(
         assert store.get_bytes(info.key) == data
 
 
-@PENDING
 def test_compose_verifies_by_readback_when_etags_are_not_md5(
     s3_settings: S3Settings, tmp_path: Path
 ) -> None:
