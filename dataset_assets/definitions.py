@@ -46,6 +46,9 @@ def make_s3_resource(environ: Mapping[str, str]) -> ObjectStoreResource:
         addressing_style=settings.addressing_style,
         request_checksum_calculation=settings.request_checksum_calculation,
         response_checksum_validation=settings.response_checksum_validation,
+        server_side_encryption=settings.server_side_encryption,
+        sse_kms_key_id=settings.sse_kms_key_id,
+        etag_is_md5=settings.etag_is_md5,
     )
 
 

@@ -33,6 +33,7 @@ from dataset_assets.core.config import DatasetConfig, load_config
 from dataset_assets.core.errors import ConfigError
 from dataset_assets.core.hashing import DEFAULT_PART_SIZE
 from dataset_assets.storage import S3ObjectStore, S3Settings
+from dataset_assets.storage.settings import ServerSideEncryption
 
 _CACHE_LOCK = threading.Lock()
 _STORES: dict[tuple[S3Settings, str, int], S3ObjectStore] = {}
@@ -46,6 +47,16 @@ _LEGACY_NAMES = {
     "secret_access_key": "aws_secret_access_key",
 }
 ChecksumWhen = Literal["when_supported", "when_required"]
+
+
+def _sse(value: str | None) -> ServerSideEncryption | None:
+    if value is None:
+        return None
+    if value == "AES256":
+        return "AES256"
+    if value == "aws:kms":
+        return "aws:kms"
+    raise ConfigError(f"server_side_encryption must be 'AES256' or 'aws:kms', got {value!r}")
 
 
 class DatasetConfigResource(dg.ConfigurableResource):
@@ -94,6 +105,26 @@ class ObjectStoreResource(S3Resource):
             "(S3-compatible servers), virtual-hosted on AWS."
         ),
     )
+    # str, not Literal: Dagster config enums cannot hold "aws:kms"; checked in settings().
+    server_side_encryption: str | None = Field(
+        default=None,
+        description=(
+            "Server-side encryption of every write: 'AES256' (SSE-S3) or 'aws:kms' (SSE-KMS); "
+            "unset = no header (the bucket default applies). A server that ignores it is "
+            "refused before anything is written."
+        ),
+    )
+    sse_kms_key_id: str | None = Field(
+        default=None,
+        description="KMS key id, ARN or alias for 'aws:kms' (unset: the account's aws/s3 key).",
+    )
+    etag_is_md5: bool | None = Field(
+        default=None,
+        description=(
+            "Whether ETags are MD5s of the bytes (unset: detected, false with 'aws:kms'); when "
+            "false uploads are verified by ChecksumSHA256 or by reading them back."
+        ),
+    )
 
     def __init__(self, **data: Any) -> None:
         # Callers of the previous resource pass region/profile/access_key_id/secret_access_key.
@@ -116,6 +147,9 @@ class ObjectStoreResource(S3Resource):
             addressing_style=settings.addressing_style,
             request_checksum_calculation=settings.request_checksum_calculation,
             response_checksum_validation=settings.response_checksum_validation,
+            server_side_encryption=settings.server_side_encryption,
+            sse_kms_key_id=settings.sse_kms_key_id,
+            etag_is_md5=settings.etag_is_md5,
         )
 
     def settings(self) -> S3Settings:
@@ -147,6 +181,9 @@ class ObjectStoreResource(S3Resource):
             request_checksum_calculation=self.request_checksum_calculation,
             response_checksum_validation=self.response_checksum_validation,
             max_attempts=self.max_attempts,
+            server_side_encryption=_sse(self.server_side_encryption),
+            sse_kms_key_id=self.sse_kms_key_id,
+            etag_is_md5=self.etag_is_md5,
         )
 
     def store(self, bucket: str, part_size: int, *, create: bool = False) -> S3ObjectStore:

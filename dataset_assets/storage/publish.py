@@ -5,10 +5,12 @@ local, bounded and journaled.
 and blocks the writer while ``max_in_flight`` publishes are pending, so local staged bytes never
 exceed ``(max_in_flight + 1) × file size``.
 
-Verification never trusts "no checksum returned": the evidence is the server-computed ETag
-(MD5 / md5-of-md5s-N, recomputed locally from the same part size), plus the server's
-``ChecksumSHA256`` when it returns one for a single-part object, plus (``verify="readback"``)
-a full streamed sha256 of the stored bytes.
+Verification never trusts "no checksum returned". The evidence (``S3ObjectStore.evidence``,
+recorded in the journal's verify entry) is, strongest first: the server's whole-object
+``ChecksumSHA256``; the server-computed ETag (MD5 / md5-of-md5s-N, recomputed locally from the
+same part size) when the store's ETags are MD5s (not under SSE-KMS on AWS); otherwise a full
+streamed sha256 of the stored bytes. ``verify="readback"`` always adds the streamed sha256.
+Size, the sha256 metadata and the configured server-side encryption are always checked.
 """
 
 import concurrent.futures
@@ -77,11 +79,14 @@ def expected_etag(digest: Digest, part_size: int) -> str:
     return digest.etag
 
 
-def compare_head(info: ObjectInfo, digest: Digest, part_size: int) -> list[Mismatch]:
+def compare_head(
+    info: ObjectInfo, digest: Digest, part_size: int, *, etag_is_md5: bool = True
+) -> list[Mismatch]:
     """Every way ``info`` (a HEAD) disagrees with ``digest``; empty means verified.
 
-    Size, our sha256 metadata and the ETag are always compared; the server's ChecksumSHA256
-    too when it returned a whole-object (single-part) one.
+    Size and our sha256 metadata are always compared; the server's ChecksumSHA256 when it
+    returned a whole-object one; the ETag only when ``etag_is_md5`` (an SSE-KMS ETag on AWS is
+    not an MD5 of the bytes, so comparing it proves nothing).
     """
     out: list[Mismatch] = []
     if info.size != digest.size:
@@ -92,9 +97,10 @@ def compare_head(info: ObjectInfo, digest: Digest, part_size: int) -> list[Misma
         want = sha256_b64(digest.sha256)
         if info.checksum_sha256 != want:
             out.append(Mismatch("ChecksumSHA256", want, info.checksum_sha256))
-    want_etag = expected_etag(digest, part_size)
-    if info.etag != want_etag:
-        out.append(Mismatch("etag", want_etag, info.etag))
+    if etag_is_md5:
+        want_etag = expected_etag(digest, part_size)
+        if info.etag != want_etag:
+            out.append(Mismatch("etag", want_etag, info.etag))
     return out
 
 
@@ -265,10 +271,26 @@ class Publisher:
                 key=staged.key,
             ) from exc
 
+    def _evidence(self, info: ObjectInfo) -> str:
+        return "readback" if self.verify_mode == "readback" else self.store.evidence(info)
+
     def _check(self, staged: Publishable, info: ObjectInfo, digest: Digest) -> list[Mismatch]:
-        mismatches = compare_head(info, digest, self.store.upload_part_size(digest.size))
+        mismatches = compare_head(
+            info,
+            digest,
+            self.store.upload_part_size(digest.size),
+            etag_is_md5=self.store.etag_is_md5,
+        )
+        if self.store.encryption_mismatch(info) is not None:
+            mismatches.append(
+                Mismatch(
+                    "ServerSideEncryption",
+                    str(self.store.settings.server_side_encryption),
+                    info.server_side_encryption or "none",
+                )
+            )
         only_etag = bool(mismatches) and all(m.field == "etag" for m in mismatches)
-        if self.verify_mode == "readback" or only_etag:
+        if only_etag or self._evidence(info) == "readback":
             # An ETag from another part size is not proof of difference: hash the bytes.
             actual = self._readback_sha256(staged.key)
             if actual != digest.sha256:
@@ -307,7 +329,12 @@ class Publisher:
             self._log(staged, "verify", "failed", detail)
             first = mismatches[0]
             raise VerificationError(staged.key, first.field, first.expected, first.actual)
-        self._log(staged, "verify", "ok", f"etag {info.etag}; mode {self.verify_mode}")
+        self._log(
+            staged,
+            "verify",
+            "ok",
+            f"etag {info.etag}; mode {self.verify_mode}; evidence {self._evidence(info)}",
+        )
         return info
 
     def _delete_local(self, staged: StagedFile) -> None:

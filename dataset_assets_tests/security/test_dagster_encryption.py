@@ -18,13 +18,7 @@ from dataset_assets.defs.resources import ObjectStoreResource
 from dataset_assets.storage import S3ObjectStore, S3Settings
 from dataset_assets_tests.builds import write_build_config
 
-PENDING = pytest.mark.xfail(
-    strict=True,
-    reason="needs the defs/resources.py, definitions.py and storage/compose.py changes",
-)
 
-
-@PENDING
 def test_sse_settings_round_trip_through_the_resource() -> None:
     settings = S3Settings(
         endpoint_url="http://127.0.0.1:1",
@@ -37,7 +31,6 @@ def test_sse_settings_round_trip_through_the_resource() -> None:
     assert resource.settings().server_side_encryption == "AES256"
 
 
-@PENDING
 def test_every_object_of_a_dagster_build_is_encrypted(
     seaweed: S3Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

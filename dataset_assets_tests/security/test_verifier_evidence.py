@@ -18,17 +18,12 @@ from dataset_assets_tests.security.conftest import shared_store
 from dataset_assets_tests.security.servers import OpaqueEtagProxy
 from dataset_assets_tests.storage.helpers import stage
 
-PENDING = pytest.mark.xfail(
-    strict=True, reason="needs the storage/publish.py verifier change (see the security report)"
-)
-
 
 def _verify_details(path: Path) -> list[str]:
     entries = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     return [e["detail"] for e in entries if e["step"] == "verify" and e["outcome"] == "ok"]
 
 
-@PENDING
 def test_journal_names_the_evidence_of_each_verification(
     seaweed: S3Settings, tmp_path: Path
 ) -> None:
@@ -46,7 +41,6 @@ def test_journal_names_the_evidence_of_each_verification(
     assert details[1].endswith("evidence readback")
 
 
-@PENDING
 def test_a_plaintext_object_is_not_taken_as_published_when_sse_is_required(
     seaweed: S3Settings, tmp_path: Path
 ) -> None:
