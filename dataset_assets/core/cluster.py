@@ -158,31 +158,50 @@ def _near(con: duckdb.DuckDBPyConnection, options: DedupOptions, result: Cluster
     )
     con.execute("DROP TABLE bandrows")
     result.candidate_pairs = _count(con, "SELECT count(*) FROM cand")
-    con.execute("CREATE TABLE verified (a BIGINT, b BIGINT, sim DOUBLE)")
+    _candidate_signatures(con, "cand")
     pairs = (
-        "SELECT c.a, c.b, da.sig AS sa, db.sig AS sb FROM cand c "
-        "JOIN docs da ON da.doc = c.a JOIN docs db ON db.doc = c.b"
+        "SELECT c.a, c.b, sa.sig AS sa, sb.sig AS sb FROM cand c "
+        "JOIN sigs sa ON sa.doc = c.a JOIN sigs sb ON sb.doc = c.b"
     )
+    kept: list[pa.Table] = []
     for batch in _batches(con, pairs):
         sim = _similarity(batch.column("sa"), batch.column("sb"), options.num_perm)
         keep = sim >= options.threshold
         if keep.any():
-            table = pa.table(
-                {
-                    "a": batch.column("a").to_numpy()[keep],
-                    "b": batch.column("b").to_numpy()[keep],
-                    "sim": sim[keep],
-                }
-            )
-            con.register("vbatch", table)
-            con.execute("INSERT INTO verified SELECT a, b, sim FROM vbatch")
-            con.unregister("vbatch")
-    result.verified_pairs = _count(con, "SELECT count(*) FROM verified")
+            a, b = batch.column("a").to_numpy()[keep], batch.column("b").to_numpy()[keep]
+            kept.append(pa.table({"a": a, "b": b, "sim": sim[keep]}))
+    verified = pa.concat_tables(kept) if kept else _EMPTY_PAIRS
+    con.register("verified_arrow", verified)
+    con.execute("CREATE TABLE verified AS SELECT a, b, sim FROM verified_arrow")
+    con.unregister("verified_arrow")
+    result.verified_pairs = verified.num_rows
     _components(con)
     con.execute(
         "INSERT INTO dropped SELECT l.doc, l.lab, 'near', 0.0 FROM labels l WHERE l.doc <> l.lab"
     )
     _near_similarity(con, options.num_perm)
+
+
+_EMPTY_PAIRS = pa.table(
+    {
+        "a": pa.array([], pa.int64()),
+        "b": pa.array([], pa.int64()),
+        "sim": pa.array([], pa.float64()),
+    }
+)
+
+
+def _candidate_signatures(con: duckdb.DuckDBPyConnection, pairs_table: str) -> None:
+    """Table ``sigs(doc, sig)``: the signatures of the documents in candidate pairs only (a
+    small share of all documents), so the pair joins never hold every signature in memory."""
+    con.execute(
+        f"CREATE OR REPLACE TABLE need AS SELECT a AS doc FROM {pairs_table} "
+        f"UNION SELECT b FROM {pairs_table}"
+    )
+    con.execute(
+        "CREATE OR REPLACE TABLE sigs AS SELECT d.doc, d.sig FROM docs d "
+        "WHERE d.doc IN (SELECT doc FROM need)"
+    )
 
 
 def _batches(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatch]:
@@ -228,7 +247,7 @@ def _near_similarity(con: duckdb.DuckDBPyConnection, num_perm: int) -> None:
     """Each near-dropped document's estimated similarity to its cluster's winner."""
     rows = (
         "SELECT x.doc, da.sig AS sa, dw.sig AS sb FROM dropped x "
-        "JOIN docs da ON da.doc = x.doc JOIN docs dw ON dw.doc = x.winner WHERE x.kind = 'near'"
+        "JOIN sigs da ON da.doc = x.doc JOIN sigs dw ON dw.doc = x.winner WHERE x.kind = 'near'"
     )
     con.execute("CREATE TABLE near_sim (doc BIGINT, sim DOUBLE)")
     for batch in _batches(con, rows):
@@ -243,11 +262,8 @@ def _near_similarity(con: duckdb.DuckDBPyConnection, num_perm: int) -> None:
 
 
 def _decisions(con: duckdb.DuckDBPyConnection, inputs: Sequence[ClusterInput]) -> list[np.ndarray]:
-    dropped = np.sort(
-        np.asarray(
-            [r[0] for r in con.execute("SELECT doc FROM dropped").fetchall()], dtype=np.int64
-        )
-    )
+    fetched = con.execute("SELECT doc FROM dropped ORDER BY doc").fetchnumpy()["doc"]
+    dropped = np.asarray(fetched, dtype=np.int64)
     out = []
     for p, inp in enumerate(inputs):
         codes = pq.read_table(inp.index_path, columns=["split"]).column("split").to_numpy()
@@ -342,14 +358,22 @@ def _near_leaks(
         "CREATE TABLE bandrows AS SELECT d.doc, p.split, unnest(d.bands) AS key, "
         f"unnest(range(0, {options.bands})) AS band FROM docs d JOIN pub p USING (doc)"
     )
+    # Only LSH buckets that hold records of two splits can hide a leak.
     con.execute(
-        "CREATE TABLE cand AS SELECT DISTINCT x.doc AS a, y.doc AS b FROM bandrows x "
-        "JOIN bandrows y ON x.band = y.band AND x.key = y.key AND x.doc < y.doc "
+        "CREATE TABLE mixed AS SELECT band, key FROM bandrows GROUP BY band, key "
+        "HAVING count(DISTINCT split) > 1"
+    )
+    con.execute("CREATE TABLE inmixed AS SELECT x.* FROM bandrows x JOIN mixed m USING (band, key)")
+    con.execute("DROP TABLE bandrows")
+    con.execute(
+        "CREATE TABLE cand AS SELECT DISTINCT x.doc AS a, y.doc AS b FROM inmixed x "
+        "JOIN inmixed y ON x.band = y.band AND x.key = y.key AND x.doc < y.doc "
         "AND x.split <> y.split"
     )
+    _candidate_signatures(con, "cand")
     rows = (
-        "SELECT c.a, c.b, da.sig AS sa, db.sig AS sb FROM cand c "
-        "JOIN docs da ON da.doc = c.a JOIN docs db ON db.doc = c.b"
+        "SELECT c.a, c.b, sa.sig AS sa, sb.sig AS sb FROM cand c "
+        "JOIN sigs sa ON sa.doc = c.a JOIN sigs sb ON sb.doc = c.b"
     )
     found = 0
     for batch in _batches(con, rows):
@@ -358,5 +382,7 @@ def _near_leaks(
         found += len(hits)
         a, b = batch.column("a").to_numpy(), batch.column("b").to_numpy()
         for i in hits[: max(0, sample - len(pairs))]:
-            pairs.append({"kind": "near", "a": int(a[i]), "b": int(b[i]), "similarity": sim[i]})
+            pairs.append(
+                {"kind": "near", "a": int(a[i]), "b": int(b[i]), "similarity": float(sim[i])}
+            )
     return found
