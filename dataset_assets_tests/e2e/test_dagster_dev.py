@@ -289,10 +289,11 @@ query($id: String!) {
 
 
 def worker_pid(dev: DagsterDev, run_id: str) -> int | None:
-    """The run worker's pid, from the run's own log (the multiprocess executor names it)."""
+    """The run worker's pid, from the run's own log (both executors name it)."""
     events = dev.query(RUN_LOGS, {"runId": run_id})["logsForRun"].get("events") or []
     for event in events:
-        found = re.search(r"parent process \(pid: (\d+)\)", event.get("message") or "")
+        message = event.get("message") or ""
+        found = re.search(r"(?:parent process|steps in process) \(pid: (\d+)\)", message)
         if found:
             return int(found.group(1))
     return None

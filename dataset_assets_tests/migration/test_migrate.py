@@ -32,7 +32,8 @@ cli.command()(migrate)
 
 
 def run_cli(project: MigrationProject, *args: str, endpoint_url: str | None = None):  # noqa: ANN201
-    env = project.env(endpoint_url)
+    # Wide enough that rich never wraps a table cell across lines (assertions read whole names).
+    env = {**project.env(endpoint_url), "COLUMNS": "300"}
     return CliRunner().invoke(cli, ["--config", str(project.config_path), *args], env=env)
 
 
