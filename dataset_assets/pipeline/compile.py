@@ -138,7 +138,14 @@ def work_area(cfg: DatasetConfig, run_id: str, step: str) -> WorkArea:
     return WorkArea(work, cache)
 
 
-def worker_count(cfg: DatasetConfig) -> int:
+SMALL_INPUT_BYTES = 32 * 1024 * 1024
+"""Below this much input a stage runs in the calling process: starting workers (a forkserver
+that imports numpy, pyarrow and boto3) costs more than it saves."""
+
+
+def worker_count(cfg: DatasetConfig, input_bytes: int | None = None) -> int:
+    if input_bytes is not None and input_bytes < SMALL_INPUT_BYTES and not cfg.compile.workers:
+        return 1
     return cfg.compile.workers or os.cpu_count() or 1
 
 
@@ -254,7 +261,8 @@ def run_partitions(
             keep = area.cache is not None
             spec = StoreSpec.of(store)
             todo.append(_PartitionTask(ref, holdout, digest, cfg, spec, out, keep, journal))
-    done = run_parallel(_run_partition, todo, worker_count(cfg))
+    todo_bytes = sum(t.ref.size for t in todo)
+    done = run_parallel(_run_partition, todo, worker_count(cfg, todo_bytes))
     for task, summary in zip(todo, done, strict=True):
         summaries[task.digest] = summary
     refs = [

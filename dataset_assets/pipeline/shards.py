@@ -185,7 +185,9 @@ def publish_all_shards(
     written = dict(
         zip(
             (t.part.digest for t in tasks),
-            run_parallel(_partition_shards, tasks, worker_count(cfg)),
+            run_parallel(
+                _partition_shards, tasks, worker_count(cfg, sum(t.part.size for t in tasks))
+            ),
             strict=True,
         )
     )

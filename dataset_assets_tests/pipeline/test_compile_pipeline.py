@@ -30,6 +30,8 @@ def _config(tmp: Path, **overrides: object) -> DatasetConfig:
         "part_size": 5 * 1024 * 1024,
         "staging_dir": ".local/staging",
         "manifest_path": ".local/manifest.json",
+        # explicit: worker processes even for this small input (the real builds' code path)
+        "compile": {"workers": 2},
         **overrides,
     }
     return parse_config(data, tmp)
