@@ -5,6 +5,7 @@ publish protocol (multipart sources at the 5 MiB test part size), so the copies 
 same kind of objects a build leaves.
 """
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import os
@@ -26,6 +27,7 @@ from dataset_assets.storage.compose import (
     why_not_composable,
     why_not_mixed,
 )
+from dataset_assets_tests.faults import FaultProxy
 from dataset_assets_tests.storage.helpers import stage
 
 MiB = 1024 * 1024
@@ -68,6 +70,34 @@ def test_composed_object_is_the_shards_concatenated_and_its_etag_checks(
     want = multipart_etag([hashlib.md5(store.get_bytes(p.key)).hexdigest() for p in parts])
     assert composed.etag == want == store.head("p/compiled/out.jsonl").etag
     assert composed.info.size == len(data)
+    assert open_uploads(store) == []
+
+
+def test_the_composed_etag_is_checked_on_the_object_s3_holds(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    """Ceph RGW 16 answers CompleteMultipartUpload with an empty ETag: the HEAD after it is the
+    evidence. Other bytes of the same size landing under the key before that HEAD must fail."""
+    parts, data = publish_shards(store, tmp_path, [6 * MiB, 3000])
+    key = "p/compiled/out.jsonl"
+    assert store.settings.endpoint_url is not None
+    with FaultProxy(upstream=store.settings.endpoint_url) as proxy:
+        via = S3ObjectStore(
+            store.bucket,
+            dataclasses.replace(store.settings, endpoint_url=proxy.endpoint_url),
+            part_size=store.part_size,
+        )
+        hold = proxy.hold("HEAD", f"/{key}")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(compose_parts, via, key, parts)
+            assert hold.reached.wait(60), "compose_parts never checked the result with a HEAD"
+            store.put_bytes(key, os.urandom(len(data)))  # same size, other bytes, single-part
+            hold.release()
+            with pytest.raises(VerificationError, match="(?i)etag") as caught:
+                running.result(timeout=60)
+    assert caught.value.key == key
+    assert multipart_etag([str(p.md5) for p in parts]) in str(caught.value)
+    assert not store.exists(key)
     assert open_uploads(store) == []
 
 
