@@ -663,7 +663,11 @@ def copy_object(
     up to 5 GiB, multipart UploadPartCopy above), with new ``metadata``.
 
     ``source_etag``: copy only if the source still has this ETag (else PreconditionFailedError
-    via the store's translation). Returns the HEAD of the copy, checked for the source's size.
+    via the store's translation). Returns the HEAD of the copy, checked for the source's size
+    and, up to 5 GiB where ETags are MD5s, for the source's ETag.
+
+    Raises:
+        VerificationError: the copy's size or ETag is not the source's.
     """
     config = TransferConfig(
         multipart_threshold=MAX_COPY_OBJECT_SIZE,
@@ -693,5 +697,10 @@ def copy_object(
     info = store.head(key)
     if info.size != source.size:
         raise VerificationError(key, "copied size", str(source.size), str(info.size))
+    if store.etag_is_md5 and source.size <= MAX_COPY_OBJECT_SIZE and info.etag != source.etag:
+        # One CopyObject keeps the source's ETag (measured on SeaweedFS 4.48 and Ceph RGW 16,
+        # multipart sources included): the HEAD of the copy must show it. Above 5 GiB the
+        # managed copy re-parts the object and only the size is compared.
+        raise VerificationError(key, "copied ETag (HEAD)", source.etag, info.etag)
     store.check_encrypted(info)
     return info

@@ -174,6 +174,31 @@ def test_copy_object_replaces_the_target_with_new_metadata(
     assert store.head("p/compiled/fixed.jsonl").metadata["build-id"] == "b1"
 
 
+def test_copy_object_is_checked_on_the_copy_s3_holds(store: S3ObjectStore, tmp_path: Path) -> None:
+    """The copy keeps its source's ETag; other bytes of the same size landing under the target
+    before the HEAD that checks it must fail."""
+    parts, data = publish_shards(store, tmp_path, [6 * MiB, 100])
+    composed = compose_parts(store, "p/compiled/a.jsonl", parts)
+    target = "p/compiled/fixed.jsonl"
+    assert store.settings.endpoint_url is not None
+    with FaultProxy(upstream=store.settings.endpoint_url) as proxy:
+        via = S3ObjectStore(
+            store.bucket,
+            dataclasses.replace(store.settings, endpoint_url=proxy.endpoint_url),
+            part_size=store.part_size,
+        )
+        hold = proxy.hold("HEAD", f"/{target}")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(copy_object, via, "p/compiled/a.jsonl", target)
+            assert hold.reached.wait(60), "copy_object never checked the copy with a HEAD"
+            store.put_bytes(target, os.urandom(len(data)))
+            hold.release()
+            with pytest.raises(VerificationError, match="(?i)etag") as caught:
+                running.result(timeout=60)
+    assert caught.value.key == target
+    assert composed.etag in str(caught.value)
+
+
 class FakePart:
     def __init__(self, size: int, md5: str | None = "0" * 32) -> None:
         self.key = f"k{size}"
