@@ -7,8 +7,10 @@ Every botocore / s3transfer / socket error is turned into the typed tree of
 import base64
 import contextlib
 import hashlib
+import http.client
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ import boto3
 import boto3.exceptions
 import botocore.config
 import botocore.exceptions
+import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig
 from s3transfer.utils import ChunksizeAdjuster
 
@@ -43,6 +46,9 @@ _PRECONDITION_CODES = frozenset({"412", "PreconditionFailed"})
 _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     botocore.exceptions.BotoCoreError,
     OSError,
+    # bodies are read from urllib3 directly (read deadlines): its errors are transport errors
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
 )
 
 
@@ -125,6 +131,52 @@ def translate_error(exc: BaseException, *, op: str, uri: str, key: str | None) -
 
 def _strip_etag(etag: Any) -> str:
     return str(etag or "").strip('"')
+
+
+MIN_READ_BYTES_PER_S = 64 * 1024
+"""A body slower than this (after ``read_timeout`` of grace) is given up: a server trickling a
+byte at a time resets the socket read timeout with every byte and would otherwise hold a read
+for hours."""
+
+
+def _body_chunks(
+    body: Any, *, uri: str, key: str, read_timeout: float, chunk_size: int = 1 << 20
+) -> Iterator[bytes]:
+    """A GET body's bytes, under a deadline of ``read_timeout + length / MIN_READ_BYTES_PER_S``
+    and checked against its Content-Length (StorageError on either)."""
+    raw = getattr(body, "_raw_stream", None)  # urllib3's response: read1 returns what arrived
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:  # not urllib3 (another transport): botocore's own reads
+        yield from body.iter_chunks(chunk_size)
+        return
+    expected = getattr(body, "_content_length", None)
+    length = int(expected) if expected is not None else 0
+    deadline = time.monotonic() + read_timeout + length / MIN_READ_BYTES_PER_S
+    # A response checksum (botocore's StreamingChecksumBody) is fed and validated here, since
+    # the bytes bypass botocore's reads.
+    checksum = getattr(body, "checksum", None)
+    got = 0
+    try:
+        while True:
+            chunk = read1(chunk_size)
+            if not chunk:
+                break
+            got += len(chunk)
+            if checksum is not None:
+                checksum.update(chunk)
+            yield chunk
+            if time.monotonic() > deadline:
+                raise StorageError(
+                    f"get {uri} gave up: {got} of {length} bytes after the read deadline "
+                    f"({read_timeout} s + {MIN_READ_BYTES_PER_S} B/s)",
+                    key=key,
+                )
+    finally:
+        body.close()
+    if expected is not None and got != length:
+        raise StorageError(f"get {uri}: {got} bytes received, Content-Length {length}", key=key)
+    if checksum is not None:
+        body._validate_checksum()  # FlexibleChecksumError (a BotoCoreError) on a mismatch
 
 
 def sha256_b64(sha256_hex: str) -> str:
@@ -356,7 +408,7 @@ class S3ObjectStore:
         belong to the same version (a HEAD then a GET could straddle a replacement)."""
         try:
             resp = self.client.get_object(Bucket=self.bucket, Key=key)
-            data = bytes(resp["Body"].read())
+            data = b"".join(self._body(resp["Body"], key))
         except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "get", key)
         metadata = {str(k).lower(): str(v) for k, v in (resp.get("Metadata") or {}).items()}
@@ -606,11 +658,20 @@ class S3ObjectStore:
 
     # -- reads ----------------------------------------------------------------------------------
 
+    def _body(self, body: Any, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        return _body_chunks(
+            body,
+            uri=self.uri(key),
+            key=key,
+            read_timeout=self.settings.read_timeout,
+            chunk_size=chunk_size,
+        )
+
     def get_bytes(self, key: str) -> bytes:
         """The whole object in memory (for small objects: manifests, pointers)."""
         try:
             resp = self.client.get_object(Bucket=self.bucket, Key=key)
-            return bytes(resp["Body"].read())
+            return b"".join(self._body(resp["Body"], key))
         except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "get", key)
 
@@ -636,11 +697,7 @@ class S3ObjectStore:
             kwargs["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
         try:
             resp = self.client.get_object(**kwargs)
-            body = resp["Body"]
-            try:
-                yield from body.iter_chunks(chunk_size)
-            finally:
-                body.close()
+            yield from self._body(resp["Body"], key, chunk_size)
         except (botocore.exceptions.ClientError, *_TRANSPORT_ERRORS) as exc:
             self._fail(exc, "get", key)
 

@@ -126,13 +126,6 @@ def test_the_loader_resumes_after_a_trickled_and_a_stalled_stream_with_exact_rec
     assert elapsed < 30, elapsed  # deadlines of 2 s each; without them ~18 hours
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="S3ObjectStore reads a body with blocking read(amt): a 1 byte/s trickle resets the "
-    "socket read timeout with every byte, so get_bytes / read / iter_bytes (manifests, gc, "
-    "publisher readback) have no deadline; needs a transfer deadline in storage/objects.py "
-    "(see the report)",
-)
 def test_a_trickled_small_read_fails_within_a_deadline(seaweed: S3Settings) -> None:
     store = make_store(seaweed)
     store.put_bytes("pointer.json", b"x" * 4096)
