@@ -148,7 +148,7 @@ def local_uri(path: Path, root: Path | None) -> str:
     """The name a local source file goes by in published data: valid UTF-8, no host paths.
 
     ``root`` is the config file's folder: the result is the POSIX path relative to it
-    (``data/chat/a.jsonl``; ``../shared/b.jsonl`` for a file outside it), so neither user names
+    (``data/chat/a.jsonl``; ``../other/b.jsonl`` for a file outside it), so neither user names
     nor host folders reach records, quarantine entries or the manifest. Without ``root`` it is
     the absolute path. Bytes of a file name that are not UTF-8 are written as ``\\xNN``
     (``bad-\\xff.jsonl``): the file is still read, from its real path (``SourceRef.path``), and
