@@ -17,10 +17,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from dataset_assets.core.config import load_config
+from dataset_assets.core.config import DatasetConfig, load_config
 from dataset_assets.defs import compile as compile_defs
 from dataset_assets.defs import migration as migration_defs
 from dataset_assets.defs import sensors as sensor_defs
+from dataset_assets.defs import sources as source_defs
 from dataset_assets.defs.io_manager import S3PublishIOManager
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
 from dataset_assets.environments import credential_env, s3_settings
@@ -95,19 +96,41 @@ def make_executor(environ: Mapping[str, str]) -> dg.ExecutorDefinition:
 @dg.definitions
 def defs() -> dg.Definitions:
     config_path = os.environ.get("DATASET_ASSETS_CONFIG", "dataset.yaml")
+    cfg = _load_if_present(Path(config_path))
     return dg.Definitions.merge(
-        compile_defs.build_defs(),
-        sensor_defs.build_defs(_sensor_interval(Path(config_path))),
-        migration_defs.build_defs(),
+        graph_defs(cfg),
+        sensor_defs.build_defs(_sensor_interval(cfg)),
         dg.Definitions(
             resources=make_resources(os.environ, config_path), executor=make_executor(os.environ)
         ),
     )
 
 
-def _sensor_interval(config_path: Path) -> int:
-    """The rebuild sensor's poll interval from the config; a missing config file keeps the
-    default (the sensor's tick then fails with the config error, visible in the UI)."""
+def graph_defs(cfg: DatasetConfig | None) -> dg.Definitions:
+    """The asset graph: each family's ``source/<family>`` upstream of the compile's outputs, the
+    build's assets and job, and the migration (``migration/local_files`` → ``migrated_file``)."""
+    compiled = compile_defs.build_defs()
+    keys = list(source_defs.source_keys(cfg).values()) if cfg is not None else []
+    return dg.Definitions.merge(
+        source_defs.build_defs(cfg),
+        dg.Definitions(
+            assets=source_defs.with_source_deps(compiled.assets or [], keys), jobs=compiled.jobs
+        ),
+        migration_defs.build_defs(cfg),
+    )
+
+
+def _load_if_present(config_path: Path) -> DatasetConfig | None:
+    """The dataset config; a missing file gives ``None`` (no source assets, the default sensor
+    interval; the sensor's tick then fails with the config error, visible in the UI). An
+    invalid config fails the code location with the config error."""
     if not config_path.exists():
+        return None
+    return load_config(config_path)
+
+
+def _sensor_interval(cfg: DatasetConfig | None) -> int:
+    """The rebuild sensor's poll interval from the config (the default without one)."""
+    if cfg is None:
         return sensor_defs.DEFAULT_MINIMUM_INTERVAL_SECONDS
-    return load_config(config_path).sensor.minimum_interval_seconds
+    return cfg.sensor.minimum_interval_seconds

@@ -9,12 +9,20 @@ Files a source family reads are never registered (and a registered one that a fa
 is removed from the partitions), and ``migrated_file`` refuses them, unless
 ``migration.allow_active_sources`` is set: "Materialize all partitions" must never take away the
 next build's input.
+
+``migration/local_files`` (an external asset, upstream of ``migrated_file``) stands for the local
+files the migration would move; the discovery sensor observes it (files, bytes, the file table)
+whenever that set changes, so the graph shows what each migrated copy comes from.
 """
 
-import dagster as dg
+import hashlib
 
+import dagster as dg
+import orjson
+
+from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.errors import MigrationError, UploadFailedError, VerificationError
-from dataset_assets.core.migration import FileChangedError, discover
+from dataset_assets.core.migration import Candidate, FileChangedError, discover
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
 from dataset_assets.pipeline.migrate import (
     make_migration_publisher,
@@ -24,6 +32,58 @@ from dataset_assets.pipeline.migrate import (
 
 MIGRATION_PARTITIONS = "migration_files"
 migration_files = dg.DynamicPartitionsDefinition(name=MIGRATION_PARTITIONS)
+MIGRATION_GROUP = "migration"
+LOCAL_FILES = dg.AssetKey(["migration", "local_files"])
+MAX_LISTED_FILES = 50
+
+LOCAL_FILES_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("partition", "string", "the migration_files partition (relative path)"),
+        dg.TableColumn("bytes", "int", "size when observed"),
+    ]
+)
+
+
+def local_files_spec(cfg: DatasetConfig | None) -> dg.AssetSpec:
+    """The external asset of the local files the migration would move (none of a family's)."""
+    where = "the migration data root"
+    if cfg is not None:
+        roots = [cfg.migration.data_root, *cfg.migration.package_data_roots]
+        base = cfg.config_dir
+        shown = [
+            str(r.relative_to(base)) if base and r.is_relative_to(base) else str(r) for r in roots
+        ]
+        where = ", ".join(f"`{r}`" for r in shown)
+    return dg.AssetSpec(
+        key=LOCAL_FILES,
+        group_name=MIGRATION_GROUP,
+        kinds={"file"},
+        description=f"Local dataset files under {where} that `migrated_file` moves to S3, one "
+        "`migration_files` partition each (files a source family reads are not among them). "
+        "Observed by the `discover_migration_files` sensor whenever the set changes.",
+        metadata={"partitions": MIGRATION_PARTITIONS},
+    )
+
+
+def local_files_observation(candidates: tuple[Candidate, ...]) -> tuple[dg.AssetObservation, str]:
+    """The observation of the files the migration would move now, and its digest."""
+    rows = sorted((c.relative_path, c.size) for c in candidates)
+    digest = hashlib.sha256(orjson.dumps(rows)).hexdigest()[:16]
+    table = dg.MetadataValue.table(
+        records=[dg.TableRecord({"partition": p, "bytes": b}) for p, b in rows[:MAX_LISTED_FILES]],
+        schema=LOCAL_FILES_SCHEMA,
+    )
+    observation = dg.AssetObservation(
+        asset_key=LOCAL_FILES,
+        metadata={
+            "files": len(rows),
+            "bytes": sum(b for _, b in rows),
+            "fingerprint": digest,
+            "file_list": table,
+            "files_listed": min(len(rows), MAX_LISTED_FILES),
+        },
+    )
+    return observation, digest
 
 
 @dg.asset(
@@ -33,8 +93,9 @@ migration_files = dg.DynamicPartitionsDefinition(name=MIGRATION_PARTITIONS)
     retry_policy=dg.RetryPolicy(
         max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
     ),
-    group_name="migration",
+    group_name=MIGRATION_GROUP,
     kinds={"s3"},
+    deps=[LOCAL_FILES],
 )
 def migrated_file(
     context: dg.AssetExecutionContext,
@@ -79,11 +140,14 @@ def migrated_file(
 def discover_migration_files(
     context: dg.SensorEvaluationContext, dataset: DatasetConfigResource
 ) -> dg.SensorResult:
-    """Registers one ``migration_files`` partition per local dataset file (it moves nothing).
-    Files a source family reads are not registered (and unregistered if they were); refused
-    paths (symlinks, escapes, names that are not UTF-8) are logged as warnings on every tick."""
+    """Registers one ``migration_files`` partition per local dataset file (it moves nothing) and
+    observes ``migration/local_files`` when that set changes. Files a source family reads are
+    not registered (and unregistered if they were); refused paths (symlinks, escapes, names
+    that are not UTF-8) are logged as warnings on every tick."""
     cfg = dataset.load()
     found = discover(cfg)
+    observation, digest = local_files_observation(found.candidates)
+    events = [observation] if digest != context.cursor else []
     for refusal in found.refused:
         context.log.warning(refusal.message())
     existing = set(context.instance.get_dynamic_partitions(MIGRATION_PARTITIONS))
@@ -103,12 +167,16 @@ def discover_migration_files(
         return dg.SensorResult(
             skip_reason=f"nothing new ({len(existing)} files registered, "
             f"{len(found.waiting)} still being written, {len(found.refused)} refused, "
-            f"{len(found.in_use)} in use by a source family and kept)"
+            f"{len(found.in_use)} in use by a source family and kept)",
+            cursor=digest,
+            asset_events=events,
         )
-    return dg.SensorResult(dynamic_partitions_requests=requests)
+    return dg.SensorResult(dynamic_partitions_requests=requests, cursor=digest, asset_events=events)
 
 
-def build_defs() -> dg.Definitions:
-    """The migration asset and its discovery sensor (resources ``dataset``, ``s3`` bound by the
-    caller)."""
-    return dg.Definitions(assets=[migrated_file], sensors=[discover_migration_files])
+def build_defs(cfg: DatasetConfig | None = None) -> dg.Definitions:
+    """The migration asset, the local files it reads and its discovery sensor (resources
+    ``dataset``, ``s3`` bound by the caller); ``cfg`` names the folders in the description."""
+    return dg.Definitions(
+        assets=[local_files_spec(cfg), migrated_file], sensors=[discover_migration_files]
+    )

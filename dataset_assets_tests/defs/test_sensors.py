@@ -14,7 +14,7 @@ from dataset_assets.core.manifest import BuildCounts, InputFingerprint, Manifest
 from dataset_assets.core.watch import Fingerprint, WatchCursor, observe
 from dataset_assets.defs.jobs import build_job
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
-from dataset_assets.defs.sensors import build_defs, make_rebuild_sensor
+from dataset_assets.defs.sensors import SensorCursor, build_defs, make_rebuild_sensor
 from dataset_assets.pipeline.build import build_dataset
 from dataset_assets.pipeline.sources import list_sources
 from dataset_assets.storage import S3ObjectStore, S3Settings
@@ -79,11 +79,11 @@ class Project:
 
 
 def known(result: dg.SensorResult) -> dict[str, tuple[int, str]]:
-    return dict(WatchCursor.from_json(result.cursor).known)
+    return dict(SensorCursor.from_json(result.cursor).watch.known)
 
 
 def pending(result: dg.SensorResult) -> list[str]:
-    return sorted(WatchCursor.from_json(result.cursor).pending)
+    return sorted(SensorCursor.from_json(result.cursor).watch.pending)
 
 
 def version(path: Path) -> tuple[int, str]:

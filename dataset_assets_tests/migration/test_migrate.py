@@ -13,6 +13,7 @@ from dataset_assets.cli.migrate import migrate
 from dataset_assets.core.errors import MigrationError, VerificationError
 from dataset_assets.core.migration import discover, read_ledger
 from dataset_assets.defs.migration import (
+    LOCAL_FILES,
     MIGRATION_PARTITIONS,
     build_defs,
     discover_migration_files,
@@ -250,6 +251,36 @@ def test_discovery_sensor_registers_one_partition_per_file(project: MigrationPro
     assert second.skip_reason is not None and "nothing new" in str(second.skip_reason.skip_message)
 
 
+def test_discovery_sensor_observes_the_local_files_it_offers_when_they_change(
+    project: MigrationProject,
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick(cursor: str | None) -> dg.SensorResult:
+        context = dg.build_sensor_context(
+            cursor=cursor, instance=instance, resources=project.resources()
+        )
+        result = discover_migration_files(context)
+        assert isinstance(result, dg.SensorResult)
+        return result
+
+    first = tick(None)
+    unchanged = tick(first.cursor)
+    project.local("generated/a.jsonl").unlink()  # e.g. migrated meanwhile
+    after = tick(unchanged.cursor)
+
+    (seen,) = first.asset_events
+    assert isinstance(seen, dg.AssetObservation) and seen.asset_key == LOCAL_FILES
+    rows = [r.data for r in seen.metadata["file_list"].value.records]  # type: ignore[attr-defined]
+    assert sorted(r["partition"] for r in rows) == sorted(MIGRATED)
+    assert seen.metadata["files"].value == len(MIGRATED)
+    assert seen.metadata["bytes"].value == sum(len(v) for v in MIGRATED.values())
+    assert "data/current/live.jsonl" not in str(rows)  # a family input is not offered
+    assert unchanged.asset_events == []
+    (again,) = after.asset_events
+    assert again.metadata["files"].value == len(MIGRATED) - 1  # type: ignore[union-attr]
+
+
 def test_asset_migrates_one_partition_and_rerun_is_a_no_op(project: MigrationProject) -> None:
     instance = dg.DagsterInstance.ephemeral()
 
@@ -309,6 +340,7 @@ def test_migration_definitions_validate() -> None:
     spec = defs.get_assets_def("migrated_file")
     assert spec.backfill_policy == dg.BackfillPolicy.multi_run(1)
     assert spec.op.pool == "s3_uploads"
+    assert set(spec.dependency_keys) == {LOCAL_FILES}  # lineage: what it migrates
 
 
 def test_a_file_appended_to_during_its_upload_is_kept_and_the_stale_copy_removed(

@@ -1,0 +1,232 @@
+"""What the rebuild sensor tells the UI besides run requests: observations of the
+``source/<family>`` assets, and the manifest's ``built_from_current_sources`` check (overdue
+while sources changed and no build committed them), recorded on a real Dagster instance."""
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import orjson
+import pytest
+
+from dataset_assets.core.watch import WatchCursor
+from dataset_assets.defs.jobs import build_job
+from dataset_assets.defs.resources import DatasetConfigResource
+from dataset_assets.defs.sensors import CURRENT_CHECK, SensorCursor, make_rebuild_sensor
+from dataset_assets.pipeline.build import build_dataset
+from dataset_assets.storage import S3Settings
+from dataset_assets_tests.builds import config_and_store, write_build_config
+from dataset_assets_tests.defs.test_sensors import s3_resource
+
+OLD = time.time() - 3600
+CHAT = dg.AssetKey(["source", "chat"])
+WEB = dg.AssetKey(["source", "web_v2"])
+CHECK = dg.AssetCheckKey(dg.AssetKey("manifest"), CURRENT_CHECK)
+
+
+def observations(result: dg.SensorResult) -> dict[dg.AssetKey, dg.AssetObservation]:
+    found = [e for e in result.asset_events if isinstance(e, dg.AssetObservation)]
+    return {e.asset_key: e for e in found}
+
+
+def evaluations(result: dg.SensorResult) -> list[dg.AssetCheckEvaluation]:
+    return [e for e in result.asset_events if isinstance(e, dg.AssetCheckEvaluation)]
+
+
+def meta(event: Any, name: str) -> Any:
+    return event.metadata[name].value
+
+
+class TwoFamilies:
+    """Families ``chat`` and ``web.v2`` (key part ``web_v2``) in local folders."""
+
+    def __init__(self, root: Path, settings: S3Settings) -> None:
+        self.root = root
+        for folder in ("chat", "web"):
+            (root / "data" / folder).mkdir(parents=True)
+        config = {
+            "bucket": f"signals-{uuid.uuid4().hex[:12]}",
+            "families": [
+                {"name": "chat", "paths": ["data/chat/*.jsonl"]},
+                {"name": "web.v2", "paths": ["data/web/*.jsonl"]},
+            ],
+            "sensor": {"stable_seconds": 10},
+        }
+        (root / "dataset.yaml").write_bytes(orjson.dumps(config))
+        self.resources = {
+            "dataset": DatasetConfigResource(config_path=str(root / "dataset.yaml")),
+            "s3": s3_resource(settings),
+        }
+        self.sensor = make_rebuild_sensor(build_job)
+
+    def write(self, relative: str, text: str, *, mtime: float | None = OLD) -> Path:
+        path = self.root / "data" / relative
+        path.write_text(text)
+        if mtime is not None:
+            os.utime(path, (mtime, mtime))
+        return path
+
+    def tick(self, cursor: str | None) -> dg.SensorResult:
+        context = dg.build_sensor_context(
+            cursor=cursor, instance=dg.DagsterInstance.ephemeral(), resources=self.resources
+        )
+        result = self.sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        return result
+
+
+@pytest.fixture
+def two(tmp_path: Path, seaweed: S3Settings) -> TwoFamilies:
+    return TwoFamilies(tmp_path, seaweed)
+
+
+def test_first_tick_observes_every_family_with_its_files(two: TwoFamilies) -> None:
+    two.write("chat/a.jsonl", "a\n")
+    two.write("chat/b.jsonl", "bb\n")
+    two.write("web/w.jsonl", "www\n")
+
+    seen = observations(two.tick(None))
+
+    assert set(seen) == {CHAT, WEB}
+    assert meta(seen[CHAT], "files") == 2 and meta(seen[CHAT], "bytes") == 5
+    assert meta(seen[WEB], "files") == 1 and meta(seen[WEB], "family") == "web.v2"
+    rows = [r.data for r in meta(seen[CHAT], "file_list").records]
+    assert [r["path"] for r in rows] == ["data/chat/a.jsonl", "data/chat/b.jsonl"]
+    assert len(meta(seen[CHAT], "fingerprint")) == 16
+
+
+def test_only_a_changed_family_is_observed_again(two: TwoFamilies) -> None:
+    a = two.write("chat/a.jsonl", "a\n")
+    two.write("web/w.jsonl", "w\n")
+    first = two.tick(None)
+    unchanged = two.tick(first.cursor)
+    a.write_text("a changed\n")
+    os.utime(a, (OLD + 5, OLD + 5))
+
+    changed = two.tick(unchanged.cursor)
+
+    assert observations(unchanged) == {} and evaluations(unchanged) == []
+    assert set(observations(changed)) == {CHAT}
+    before, after = observations(first)[CHAT], observations(changed)[CHAT]
+    assert meta(after, "fingerprint") != meta(before, "fingerprint")
+    assert meta(after, "bytes") == len("a changed\n")
+
+
+def test_a_file_still_being_written_is_observed_only_once_stable(two: TwoFamilies) -> None:
+    two.write("web/w.jsonl", "w\n")
+    first = two.tick(None)
+    two.write("web/growing.jsonl", "partial", mtime=None)  # modified just now
+
+    while_written = two.tick(first.cursor)
+
+    assert WEB not in observations(while_written)
+    settled = SensorCursor.from_json(while_written.cursor)
+    assert list(settled.watch.pending) == [str(two.root / "data" / "web" / "growing.jsonl")]
+
+
+def test_a_cursor_of_the_previous_version_keeps_its_known_files(two: TwoFamilies) -> None:
+    """A Dagster home whose sensor ran the watch-only cursor: no rebuild of known files."""
+    a = two.write("chat/a.jsonl", "a\n")
+    st = a.stat()
+    old = WatchCursor(known={str(a): (st.st_size, str(st.st_mtime_ns))}, initialized=True)
+
+    result = two.tick(old.to_json())
+
+    assert result.run_requests == []
+    assert set(observations(result)) == {CHAT, WEB}  # first look at the sources
+
+
+# -- the overdue signal on a real instance -----------------------------------------------------
+
+
+class Recorded:
+    """A real build, and the rebuild sensor's ticks recorded on a real (SQLite) instance the
+    way the sensor daemon records them (``report_runless_asset_event`` for each asset event)."""
+
+    def __init__(self, root: Path, settings: S3Settings, instance: dg.DagsterInstance) -> None:
+        config = write_build_config(
+            root, f"signal-{uuid.uuid4().hex[:12]}", records_per_family=15, quarantine_max_ratio=0.5
+        )
+        self.cfg, self.store = config_and_store(config, settings)
+        self.generated = root / "data" / "generated"
+        for source in self.generated.glob("*.jsonl"):
+            os.utime(source, (OLD, OLD))
+        self.manifest = build_dataset(self.cfg, self.store)
+        self.sensor = make_rebuild_sensor(build_job)
+        self.instance = instance
+        self.resources = {
+            "dataset": DatasetConfigResource(config_path=str(config)),
+            "s3": s3_resource(settings),
+        }
+        self.cursor: str | None = None
+
+    def tick(self) -> dg.SensorResult:
+        context = dg.build_sensor_context(
+            cursor=self.cursor, instance=self.instance, resources=self.resources
+        )
+        result = self.sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        for event in result.asset_events:
+            self.instance.report_runless_asset_event(event)
+        self.cursor = result.cursor
+        return result
+
+    def check_history(self) -> list[Any]:
+        """The check's recorded executions, newest first."""
+        return list(
+            self.instance.event_log_storage.get_asset_check_execution_history(CHECK, limit=20)
+        )
+
+
+@pytest.fixture
+def recorded(tmp_path: Path, seaweed: S3Settings) -> Iterator[Recorded]:
+    with dg.instance_for_test() as instance:
+        yield Recorded(tmp_path, seaweed, instance)
+
+
+def test_manifest_is_overdue_while_changed_sources_wait_and_current_after_the_build(
+    recorded: Recorded,
+) -> None:
+    # a fresh Dagster home on a built dataset: the check passes, nothing is requested
+    first = recorded.tick()
+    assert first.run_requests == []
+    (latest,) = recorded.check_history()[:1]
+    assert latest.status.value == "SUCCEEDED"
+    assert recorded.manifest.build_id in latest.evaluation.description
+
+    # a new source file: a build is requested and the manifest is overdue
+    new = recorded.generated / "coding_help_fresh.jsonl"
+    new.write_bytes(b'{"messages": [{"role": "user", "content": "hi"}, '
+                    b'{"role": "assistant", "content": "hello there"}]}\n')  # fmt: skip
+    os.utime(new, (OLD, OLD))
+    changed = recorded.tick()
+    assert len(changed.run_requests) == 1
+    overdue = recorded.check_history()[0]
+    assert overdue.status.value == "FAILED"
+    assert overdue.evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert overdue.evaluation.description.startswith("OVERDUE: sources changed since build")
+    assert overdue.evaluation.metadata["added"].value == 1
+    assert overdue.evaluation.metadata["changes"].value == [
+        "added data/generated/coding_help_fresh.jsonl"
+    ]
+
+    # nothing new and no build yet: still overdue, and not recorded again
+    waiting = recorded.tick()
+    assert evaluations(waiting) == []
+    assert len(recorded.check_history()) == 2
+
+    # the build commits: the pointer moved, the next tick records the manifest current again
+    rebuilt = build_dataset(recorded.cfg, recorded.store)
+    assert rebuilt.build_id != recorded.manifest.build_id
+    recorded.tick()
+    current = recorded.check_history()[0]
+    assert current.status.value == "SUCCEEDED"
+    assert rebuilt.build_id in current.evaluation.description
+    observed = recorded.instance.fetch_observations(
+        dg.AssetKey(["source", "coding_help"]), limit=5
+    ).records
+    assert observed, "the family's source asset was never observed"
