@@ -32,12 +32,15 @@ class Digest:
 
 
 class StreamHasher:
-    """Incremental sha256 + whole-file MD5 + per-part MD5s for a fixed part size."""
+    """Incremental sha256 + per-part MD5s for a fixed part size + whole-file MD5.
+
+    The whole-file MD5 is the first part's MD5 as long as the bytes fit in one part, so MD5
+    (~600 MB/s, the slowest hash here) runs once over the bytes, not twice.
+    """
 
     def __init__(self, part_size: int = DEFAULT_PART_SIZE) -> None:
         self.part_size = part_size
         self._sha = hashlib.sha256()
-        self._md5 = hashlib.md5()
         self._parts = PartMD5Hasher(part_size=part_size)
 
     @property
@@ -46,7 +49,6 @@ class StreamHasher:
 
     def update(self, data: bytes | memoryview) -> None:
         self._sha.update(data)
-        self._md5.update(data)
         self._parts.update(data)
 
     def digest(self) -> Digest:
@@ -55,7 +57,7 @@ class StreamHasher:
             sha256=self._sha.hexdigest(),
             etag=self._parts.etag,
             part_size=self.part_size,
-            md5=self._md5.hexdigest(),
+            md5=self._parts.md5,
         )
 
 
@@ -92,20 +94,33 @@ class PartMD5Hasher:
     _part: "hashlib._Hash" = field(default_factory=hashlib.md5)
     _part_fill: int = 0
     _part_digests: list[bytes] = field(default_factory=list)
+    _whole: "hashlib._Hash | None" = None
     size: int = 0
 
     def update(self, data: bytes | memoryview) -> None:
         self.size += len(data)
         view = memoryview(data)
+        if self._whole is not None:
+            self._whole.update(view)
         while view:
             chunk = view[: self.part_size - self._part_fill]
             self._part.update(chunk)
             self._part_fill += len(chunk)
             view = view[len(chunk) :]
             if self._part_fill == self.part_size:
+                if self._whole is None:
+                    # Past the first part the whole-file MD5 goes its own way: it continues
+                    # from the first part's state.
+                    self._whole = self._part.copy()
+                    self._whole.update(view)
                 self._part_digests.append(self._part.digest())
                 self._part = hashlib.md5()
                 self._part_fill = 0
+
+    @property
+    def md5(self) -> str:
+        """MD5 (hex) of every byte so far."""
+        return (self._whole if self._whole is not None else self._part).hexdigest()
 
     @property
     def etag(self) -> str:

@@ -6,7 +6,8 @@ from dataset_assets.storage import PublishedObject
 
 def file_entry(obj: PublishedObject, *, md5: str | None = None) -> FileEntry:
     """The manifest entry of a verified object; ``md5``: its whole-file MD5 when known (the
-    staged digest's), which lets the export be composed from it server-side."""
+    staged digest's), which lets the export be composed from it server-side; ``etag``: the
+    ETag it was verified with (equal to ``md5`` for a single-part upload)."""
     return FileEntry(
         key=obj.key,
         uri=obj.uri,
@@ -15,6 +16,7 @@ def file_entry(obj: PublishedObject, *, md5: str | None = None) -> FileEntry:
         records=obj.records,
         families=obj.families,
         md5=md5 or None,
+        etag=obj.etag,
     )
 
 

@@ -3,6 +3,7 @@
 import hashlib
 import io
 import os
+import random
 from pathlib import Path
 
 from dataset_assets.core.hashing import (
@@ -76,3 +77,27 @@ def test_part_md5_hasher_predicts_the_same_etag_as_the_full_digest() -> None:
             hasher.update(data[i : i + 777_777])
         assert hasher.size == size
         assert hasher.etag == digest_stream(io.BytesIO(data), 5 * MiB).etag
+
+
+def test_whole_file_md5_and_etag_hold_at_every_size_around_the_part_boundaries() -> None:
+    """The whole-file MD5 reuses the first part's MD5 state: it must still be the MD5 of every
+    byte for streams that end before, on and after each part boundary, however they arrive."""
+    rng = random.Random(7)
+    part = 5
+    for size in [0, 1, 4, 5, 6, 9, 10, 11, 23, 64]:
+        data = os.urandom(size)
+        hasher = StreamHasher(part_size=part)
+        i = 0
+        while i < size:
+            step = rng.randint(1, 2 * part + 1)
+            hasher.update(data[i : i + step])
+            i += step
+        digest = hasher.digest()
+        assert digest.md5 == hashlib.md5(data).hexdigest(), size
+        pieces = [data[j : j + part] for j in range(0, size, part)] or [b""]
+        want = (
+            hashlib.md5(data).hexdigest()
+            if size < part
+            else multipart_etag([hashlib.md5(p).hexdigest() for p in pieces])
+        )
+        assert digest.etag == want, size
