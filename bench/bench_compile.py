@@ -82,6 +82,9 @@ class Measured:
     stdout: str
     machine_busy_cores: float  # every process on the machine, averaged over the wall time
     server_cpu_s: float  # the S3 server's CPU time meanwhile
+    # (unix time, cumulative CPU s of the measured tree, cumulative CPU s of the S3 server),
+    # sampled every 0.1 s: the CPU spent within each step's window
+    timeline: list[tuple[float, float, float]] = dataclasses.field(default_factory=list)
 
 
 def _machine_busy_s() -> float:
@@ -210,6 +213,7 @@ def measure(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> Mea
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=err)
         peak = peak_pss = 0
         cpu_seen: dict[tuple[int, int], float] = {}
+        timeline: list[tuple[float, float, float]] = []
         done = threading.Event()
 
         def sample() -> None:
@@ -217,6 +221,7 @@ def measure(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> Mea
             while not done.is_set():
                 rss, pss = tree_sample(cpu_seen)
                 peak, peak_pss = max(peak, rss), max(peak_pss, pss)
+                timeline.append((time.time(), sum(cpu_seen.values()), _process_cpu_s(SERVER_PID)))
                 done.wait(0.1)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -236,7 +241,7 @@ def measure(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> Mea
     # ru_maxrss (KiB) is the largest single process: a floor for the sampled tree peak
     peak = max(peak, usage.ru_maxrss * 1024)
     cpu = max(reaped, usage.ru_utime + usage.ru_stime, sum(cpu_seen.values()))
-    return Measured(wall, cpu, peak, peak_pss, proc.returncode, out, busy, server)
+    return Measured(wall, cpu, peak, peak_pss, proc.returncode, out, busy, server, timeline)
 
 
 # ---------------------------------------------------------------- S3 server and helpers
@@ -402,11 +407,12 @@ def step_times(dagster_home: Path) -> dict[str, Any]:
             events = instance.all_logs(runs[0].run_id, of_type=kinds)
     except Exception as exc:  # measurement extra: never fail the benchmark on it
         return {"error": repr(exc)[:200]}
-    steps = {
-        st.step_key: round(st.end_time - st.start_time, 2)
+    windows = {
+        st.step_key: (st.start_time, st.end_time)
         for st in stats
         if st.start_time is not None and st.end_time is not None
     }
+    steps = {key: round(end - start, 2) for key, (start, end) in windows.items()}
     # step process launches: from "launching subprocess" to the step's start, summed
     starting: dict[str, float] = {}
     launch = 0.0
@@ -417,9 +423,44 @@ def step_times(dagster_home: Path) -> dict[str, Any]:
             starting[event.step_key] = event.timestamp
         elif event.step_key in starting:
             launch += event.timestamp - starting.pop(event.step_key)
-    out: dict[str, Any] = {"steps": steps, "step_launch_s": round(launch, 2)}
+    out: dict[str, Any] = {
+        "steps": steps,
+        "step_windows": windows,
+        "step_launch_s": round(launch, 2),
+    }
     if run_stats.start_time and run_stats.end_time:
         out["run_s"] = round(run_stats.end_time - run_stats.start_time, 2)
+    return out
+
+
+def _at(timeline: list[tuple[float, float, float]], t: float, col: int) -> float:
+    """The cumulative CPU in column ``col`` at time ``t`` (linear between samples)."""
+    prev = timeline[0]
+    for cur in timeline:
+        if cur[0] >= t:
+            if cur[0] == prev[0]:
+                return cur[col]
+            f = (t - prev[0]) / (cur[0] - prev[0])
+            return prev[col] + f * (cur[col] - prev[col])
+        prev = cur
+    return timeline[-1][col]
+
+
+def step_cpu(m: Measured, windows: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """Per step: CPU seconds of the measured tree (the run process and every worker it
+    started) and of the S3 server within the step's window, and tree CPU / step wall."""
+    out: dict[str, Any] = {}
+    if not m.timeline:
+        return out
+    for key, (start, end) in windows.items():
+        cpu = _at(m.timeline, end, 1) - _at(m.timeline, start, 1)
+        server = _at(m.timeline, end, 2) - _at(m.timeline, start, 2)
+        wall = max(end - start, 1e-9)
+        out[key] = {
+            "cpu_s": round(cpu, 1),
+            "cpu_per_wall": round(cpu / wall, 2),
+            "server_cpu_s": round(server, 1),
+        }
     return out
 
 
@@ -547,6 +588,7 @@ def run_size(
             continue
         manifest = verified_manifest(s3, bucket, "final_dataset")
         timing = step_times(case_dir / "dagster-home")
+        timing["step_cpu"] = step_cpu(m, timing.pop("step_windows", {}))
         counts = manifest.get("counts", {})
         shards = [s["key"] for s in manifest.get("shards", [])]
         extra: dict[str, Any] = {
@@ -587,7 +629,18 @@ def _report(mb: float, r: dict[str, Any]) -> None:
         )
     if r.get("steps"):
         top = sorted(r["steps"].items(), key=lambda kv: -kv[1])[:6]
-        more += "\n      steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in top)
+        cpu = r.get("step_cpu", {})
+
+        def step_text(key: str, wall: float) -> str:
+            c = cpu.get(key)
+            if not c:
+                return f"{key} {wall:.1f} s"
+            return (
+                f"{key} {wall:.1f} s (cpu/wall {c['cpu_per_wall']:.2f}, "
+                f"S3 server {c['server_cpu_s']:.0f} s cpu)"
+            )
+
+        more += "\n      steps: " + ", ".join(step_text(k, v) for k, v in top)
         if "run_s" in r:
             more += f"; run {r['run_s']:.1f} s of {r['wall_s']:.1f} s process wall"
         more += f"; step process launches {r.get('step_launch_s', 0):.1f} s"
@@ -636,6 +689,9 @@ def markdown(mb: float, rows: list[dict[str, Any]]) -> str:
             )
         if r["case"] == "naive":
             notes.append(f"{r.get('records')} unique (exact only)")
+        compile_cpu = r.get("step_cpu", {}).get("compile")
+        if compile_cpu:
+            notes.append(f"compile step CPU/wall {compile_cpu['cpu_per_wall']:.2f}")
         lines.append(
             f"| {r['case']} | {r['input_mb']:.0f} | {r['wall_s']:.1f} | {r['mb_per_s']:.1f} | "
             f"{r['peak_rss_mib']:.0f} ({r['peak_pss_mib']:.0f}) MiB | {r['cpu_s']:.1f} | "
