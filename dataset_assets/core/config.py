@@ -156,6 +156,12 @@ class DatasetConfig(_Strict):
     manifest_path: Path = Path(".local/manifest.json")
     max_publishes_in_flight: int = Field(2, ge=1, le=64)
     verify: Literal["head", "readback"] = "head"
+    compiled_export: bool = Field(
+        True,
+        description="compose the single compiled export (every conversation in one file) in "
+        "each build; off: builds publish shards, sidecars and manifest only, and the fixed "
+        "export key is removed when such a build commits",
+    )
     quarantine_max_ratio: float = Field(0.05, ge=0, le=1)
     normalize: NormalizeOptions = NormalizeOptions()
     dedup: DedupOptions = DedupOptions()

@@ -224,13 +224,19 @@ def compiled_export(
     test_shards: list[ShardEntry],
     dataset: DatasetConfigResource,
     s3: ObjectStoreResource,
-) -> FileEntry:
+) -> FileEntry | None:
     """All conversations in one file, composed in S3 from the verified shards (server-side part
     copies; streamed from the shards where parts are too small). The fixed export name is
-    pointed at it only after the manifest commits."""
+    pointed at it only after the manifest commits. With ``compiled_export: false`` in the
+    config nothing is composed (None) and the manifest has no export."""
     build = _build(context, dataset, s3)
     export = build.export({"train": train_shards, "val": val_shards, "test": test_shards})
-    context.add_output_metadata(_file_metadata(export))
+    if export is None:
+        context.add_output_metadata(
+            {"export": "off (compiled_export: false): this build publishes shards only"}
+        )
+    else:
+        context.add_output_metadata(_file_metadata(export))
     return export
 
 
@@ -259,7 +265,7 @@ def manifest(
     train_shards: list[ShardEntry],
     val_shards: list[ShardEntry],
     test_shards: list[ShardEntry],
-    compiled_export: FileEntry,
+    compiled_export: FileEntry | None,
     quarantine: FileEntry,
     provenance: FileEntry,
     dedup_decisions: FileEntry,

@@ -141,8 +141,11 @@ class Build:
             finally:
                 self._upload_journal(journal, "shards")
 
-    def export(self, shards: dict[str, list[ShardEntry]]) -> FileEntry:
-        """The build's immutable export, composed in S3 from its verified shards."""
+    def export(self, shards: dict[str, list[ShardEntry]]) -> FileEntry | None:
+        """The build's immutable export, composed in S3 from its verified shards; None when
+        the config turns the compiled export off."""
+        if not self.cfg.compiled_export:
+            return None
         ordered = [entry for split in SPLITS for entry in shards.get(split, [])]
         with self.step():
             return compose_build_export(self.cfg, self.store, ordered)
@@ -164,8 +167,7 @@ class Build:
         with self.step(last=True) as lease:
             lease.ensure_held()
             commit_manifest(self.store, manifest, self.cfg.manifest_path, started)
-            if manifest.export is not None:
-                promote_export(self.store, manifest)
+            promote_export(self.store, manifest)
             self.publish_card(manifest)
             self.publish_journal(manifest)
         shutil.rmtree(run_folder(self.cfg, self.run_id), ignore_errors=True)

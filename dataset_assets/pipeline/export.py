@@ -127,7 +127,9 @@ def _already_composed(
 
 
 def promote_export(store: S3ObjectStore, manifest: Manifest) -> None:
-    """Make the fixed export key a copy of the latest committed build's export (server-side).
+    """Make the fixed export key a copy of the latest committed build's export (server-side),
+    or remove it when that build has no export (``compiled_export: false``): the fixed key
+    never holds an older build's data than the pointer names.
 
     Call it after ``manifest`` became the latest pointer. The export copied is the one of the
     build the pointer names *now* (normally ``manifest``; if a newer build committed in the
@@ -143,9 +145,11 @@ def promote_export(store: S3ObjectStore, manifest: Manifest) -> None:
     for _ in range(_PROMOTE_ROUNDS):
         latest = _latest(store, manifest.prefix)
         export = latest.export
-        if export is None or export.key == target:
+        if export is not None and export.key == target:
             return
-        if not _is_promoted(store, target, latest.build_id, export):
+        if export is None:
+            store.delete(target)  # a copy: the older build's immutable export stays (gc's call)
+        elif not _is_promoted(store, target, latest.build_id, export):
             copy_object(
                 store,
                 export.key,

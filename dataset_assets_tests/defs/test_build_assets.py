@@ -186,3 +186,19 @@ def test_materializing_only_the_manifest_commits_from_the_latest_upstream_run(
     again = Manifest.from_json((tmp_path / ".local" / "manifest.json").read_bytes())
     assert again == first
     assert Manifest.from_json(store.get_bytes(f"{first.prefix}/manifest.json")) == first
+
+
+def test_materialize_with_the_export_off_commits_a_manifest_without_export(
+    tmp_path: Path, seaweed
+) -> None:
+    config_path = write_build_config(
+        tmp_path, f"noexp-{uuid.uuid4().hex[:12]}", compiled_export=False
+    )
+    _, store = config_and_store(config_path, seaweed)
+    result = _materialize(config_path, seaweed)
+    assert result.success
+    local = Manifest.from_json((tmp_path / ".local" / "manifest.json").read_bytes())
+    assert local.export is None and local.shards
+    assert not list(store.list(f"{local.prefix}/compiled/"))
+    export_meta = result.asset_materializations_for_node("compiled_export")[0].metadata
+    assert "compiled_export: false" in str(export_meta["export"].value)

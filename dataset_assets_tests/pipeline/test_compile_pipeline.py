@@ -157,3 +157,34 @@ def test_provenance_and_dedup_sidecars_account_for_every_record(
     assert {d["kind"] for d in dropped} == {"exact", "near"}
     assert all(d["winner_line"] < d["line"] and d["similarity"] >= 0.7 for d in dropped)
     assert c.input_records == c.published_records + len(dropped) + c.quarantined
+
+
+def test_export_off_publishes_no_export_and_removes_the_stale_fixed_export(
+    tmp_path: Path, seaweed: S3Settings
+) -> None:
+    """``compiled_export: false``: nothing is composed, the manifest names no export, and the
+    fixed export key (a copy of the previous build's export) is gone once the build commits,
+    while the previous build's immutable export stays for readers pinned on it."""
+    from dataset_assets.core.layout import export_key
+    from dataset_assets.loader import S3DatasetLoader
+
+    records = [r for r, _ in generate(600, seed=5, exact_rate=0.0, near_rate=0.0)]
+    _write(tmp_path / "data/main/m.jsonl", records[:500])
+    _write(tmp_path / "data/held/h.jsonl", records[500:])
+    with_export = _config(tmp_path)
+    store = _store(with_export, seaweed)
+    first = build_dataset(with_export, store)
+    assert first.export is not None
+    fixed = export_key(with_export.prefix)
+    assert store.exists(fixed)
+
+    _write(tmp_path / "data/main/n.jsonl", records[:10] + [{"text": "only new"}])
+    no_export = _config(tmp_path, bucket=with_export.bucket, compiled_export=False)
+    second = build_dataset(no_export, store)
+    assert second.export is None
+    assert not store.exists(fixed), "the fixed key must not keep an older build's export"
+    assert store.exists(first.export.key), "the pinned build's immutable export stays"
+    assert second.build_id != first.build_id
+    latest = store.uri(f"{no_export.prefix}/manifest.json")
+    loaded = list(S3DatasetLoader(latest, settings=seaweed, split="train", shuffle=False))
+    assert len(loaded) == second.counts.per_split["train"] > 0
