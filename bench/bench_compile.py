@@ -61,7 +61,24 @@ from dataset_assets.storage import SeaweedServer  # noqa: E402
 from dataset_assets.storage.local_server import PORTS_PER_SERVER  # noqa: E402
 
 MiB = 1024 * 1024
-CASES = ("naive", "floor", "near-off", "near-on", "incremental", "startup")
+CASES = (
+    "naive",
+    "floor",
+    "near-off",
+    "near-on",
+    "incremental",
+    "near-on-noexport",
+    "incremental-noexport",
+    "startup",
+)
+# The build cases: (near dedup, compiled export, the full build an incremental case follows).
+BUILD_CASES: dict[str, tuple[bool, bool, str | None]] = {
+    "near-off": (False, True, None),
+    "near-on": (True, True, None),
+    "incremental": (True, True, "near-on"),
+    "near-on-noexport": (True, False, None),
+    "incremental-noexport": (True, False, "near-on-noexport"),
+}
 BIN = Path(sys.executable).parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -85,6 +102,7 @@ class Measured:
     # (unix time, cumulative CPU s of the measured tree, cumulative CPU s of the S3 server),
     # sampled every 0.1 s: the CPU spent within each step's window
     timeline: list[tuple[float, float, float]] = dataclasses.field(default_factory=list)
+    peak_at: float = 0.0  # unix time of the peak RSS sample
 
 
 def _machine_busy_s() -> float:
@@ -216,10 +234,14 @@ def measure(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> Mea
         timeline: list[tuple[float, float, float]] = []
         done = threading.Event()
 
+        peak_at = 0.0
+
         def sample() -> None:
-            nonlocal peak, peak_pss
+            nonlocal peak, peak_pss, peak_at
             while not done.is_set():
                 rss, pss = tree_sample(cpu_seen)
+                if rss > peak:
+                    peak_at = time.time()
                 peak, peak_pss = max(peak, rss), max(peak_pss, pss)
                 timeline.append((time.time(), sum(cpu_seen.values()), _process_cpu_s(SERVER_PID)))
                 done.wait(0.1)
@@ -241,7 +263,9 @@ def measure(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> Mea
     # ru_maxrss (KiB) is the largest single process: a floor for the sampled tree peak
     peak = max(peak, usage.ru_maxrss * 1024)
     cpu = max(reaped, usage.ru_utime + usage.ru_stime, sum(cpu_seen.values()))
-    return Measured(wall, cpu, peak, peak_pss, proc.returncode, out, busy, server, timeline)
+    return Measured(
+        wall, cpu, peak, peak_pss, proc.returncode, out, busy, server, timeline, peak_at
+    )
 
 
 # ---------------------------------------------------------------- S3 server and helpers
@@ -335,7 +359,9 @@ def corpus_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.jsonl"))
 
 
-def write_build_config(case_dir: Path, corpus: Path, bucket: str, near: bool) -> Path:
+def write_build_config(
+    case_dir: Path, corpus: Path, bucket: str, near: bool, export: bool = True
+) -> Path:
     cfg = {
         "bucket": bucket,
         "prefix": "final_dataset",
@@ -347,6 +373,7 @@ def write_build_config(case_dir: Path, corpus: Path, bucket: str, near: bool) ->
         "staging_dir": str(case_dir / "staging"),
         "manifest_path": str(case_dir / "manifest.json"),
         "dedup": {"near": near},
+        **({} if export else {"compiled_export": False}),
     }
     path = case_dir / "dataset.yaml"
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -535,18 +562,19 @@ def run_size(
             _drop_bucket(s3, bucket)
             shutil.rmtree(staging, ignore_errors=True)
 
-    full: dict[str, Any] | None = None
-    for case in ("near-off", "near-on", "incremental"):
-        if case not in only or (case == "incremental" and full is None):
-            if case == "incremental" and case in only:
-                print("  incremental needs near-on in the same run: skipped", flush=True)
+    fulls: dict[str, dict[str, Any]] = {}
+    for case, (near, export, after) in BUILD_CASES.items():
+        full = fulls.get(after) if after else None
+        if case not in only or (after is not None and full is None):
+            if after is not None and case in only:
+                print(f"  {case} needs {after} in the same run: skipped", flush=True)
             continue
-        near = case != "near-off"
-        case_dir = work / "cases" / f"{tag}-{'near-on' if near else 'near-off'}"
-        bucket = f"bench-{'near-on' if near else 'near-off'}-{tag}"
+        base = after or case
+        case_dir = work / "cases" / f"{tag}-{base}"
+        bucket = f"bench-{base}-{tag}"
         input_bytes = size
         previous: dict[str, Any] | None = None
-        if case == "incremental":
+        if after is not None:
             assert full is not None
             previous = full["manifest"]
             t = time.perf_counter()
@@ -563,7 +591,7 @@ def run_size(
         else:
             shutil.rmtree(case_dir, ignore_errors=True)
             _drop_bucket(s3, bucket)
-        config = write_build_config(case_dir, corpus, bucket, near)
+        config = write_build_config(case_dir, corpus, bucket, near, export)
         log = case_dir / f"{case}.log"
         env = build_env(case_dir, config, settings, repo)
         cmd = list(BUILD_CMD)
@@ -583,12 +611,16 @@ def run_size(
             shutil.copy(log, RESULTS / f"bench_compile-{tag}-{case}.log")
             rows.append(row(case, input_bytes, m, failed=reason))
             print(f"  {mb:g} MB {case:>11}: {reason} after {m.wall_s:.1f} s", flush=True)
-            if case == "incremental":
+            if after is not None:
                 (corpus / ADDED_NAME).unlink(missing_ok=True)
             continue
         manifest = verified_manifest(s3, bucket, "final_dataset")
         timing = step_times(case_dir / "dagster-home")
-        timing["step_cpu"] = step_cpu(m, timing.pop("step_windows", {}))
+        windows = timing.pop("step_windows", {})
+        timing["step_cpu"] = step_cpu(m, windows)
+        timing["peak_rss_step"] = next(
+            (k for k, (a, b) in windows.items() if a <= m.peak_at <= b), "outside any step"
+        )
         counts = manifest.get("counts", {})
         shards = [s["key"] for s in manifest.get("shards", [])]
         extra: dict[str, Any] = {
@@ -607,15 +639,17 @@ def run_size(
         r = row(case, input_bytes, m, **extra)
         rows.append(r)
         _report(mb, r)
-        if case == "near-on":
-            full = {**r, "manifest": manifest}
-        if case == "incremental":
+        followed = any(a == case for _, _, a in BUILD_CASES.values())
+        if followed:
+            fulls[case] = {**r, "manifest": manifest}
+        if after is not None:
             (corpus / ADDED_NAME).unlink(missing_ok=True)
-        if not keep and case != "near-on":
+        if not keep and not followed and after is None:  # an incremental's bucket goes last
             _drop_bucket(s3, bucket)
             shutil.rmtree(case_dir, ignore_errors=True)
     if not keep:
-        _drop_bucket(s3, f"bench-near-on-{tag}")
+        for case in fulls:
+            _drop_bucket(s3, f"bench-{case}-{tag}")
         shutil.rmtree(work / "cases", ignore_errors=True)
         shutil.rmtree(corpus, ignore_errors=True)
     return rows
@@ -644,6 +678,8 @@ def _report(mb: float, r: dict[str, Any]) -> None:
         if "run_s" in r:
             more += f"; run {r['run_s']:.1f} s of {r['wall_s']:.1f} s process wall"
         more += f"; step process launches {r.get('step_launch_s', 0):.1f} s"
+        if "peak_rss_step" in r:
+            more += f"; peak RSS during {r['peak_rss_step']}"
     print(
         f"  {mb:g} MB {r['case']:>11}: {r['wall_s']:7.1f} s {r['mb_per_s']:6.1f} MB/s "
         f"peak RSS {r['peak_rss_mib']:5.0f} MiB (PSS {r['peak_pss_mib']:.0f}) "
@@ -673,7 +709,7 @@ def markdown(mb: float, rows: list[dict[str, Any]]) -> str:
             )
             continue
         notes = []
-        if r["case"] in ("near-on", "near-off", "incremental"):
+        if r["case"] in BUILD_CASES:
             notes.append(
                 f"{r.get('input_records')} in, {r.get('records')} out, "
                 f"{r.get('exact_duplicates')} exact + {r.get('near_duplicates')} near dups"
@@ -682,7 +718,7 @@ def markdown(mb: float, rows: list[dict[str, Any]]) -> str:
             notes.append(f"**{r['mb_per_s'] / by['naive']['mb_per_s']:.2f}× naive**")
         if r["case"] == "near-off" and "floor" in by:
             notes.append(f"**{r['mb_per_s'] / by['floor']['mb_per_s']:.2f}× floor**")
-        if r["case"] == "incremental":
+        if "new_shards" in r:
             notes.append(
                 f"+{r['added_mb']:.1f} MB: **{r['time_vs_full']:.2f}× the full build**, "
                 f"{r['new_shards']}/{r['shards']} shards new"
