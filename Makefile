@@ -24,9 +24,12 @@ run: setup
 	$(BIN)/dataset-assets run
 
 ## dev: the Dagster UI (webserver + daemon) on http://127.0.0.1:3000 against the local S3 server
+# `dg dev` (dagster-dg-cli) replaces `dagster dev`, superseded in Dagster 1.13; it loads the
+# project from pyproject.toml's [tool.dg]. VIRTUAL_ENV names the project's venv as the active one
+# (else dg warns that the active and the project venv differ).
 dev: setup
 	$(BIN)/dataset-assets local-s3 start
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev -h 127.0.0.1 -p 3000
 
 ## test-deps: system packages the tests need (Ceph RADOS Gateway), idempotent
 test-deps:

@@ -1,10 +1,12 @@
-"""The Dagster UI in a real browser: headless Chromium (chromedriver) against ``dagster dev``
-on a built dataset in a real SeaweedFS.
+"""The Dagster UI in a real browser: headless Chromium (chromedriver) against ``dg dev`` (what
+``make dev`` runs) on a built dataset in a real SeaweedFS.
 
 What a user opening ``make dev`` after ``make run`` must see: the asset graph with every dataset
-asset, and on the ``manifest`` asset's page the dataset card (its splits table) and a link that
-opens the manifest object in S3. On failure, a screenshot and the page's DOM of the failing step
-are kept under ``.local/test-artifacts/browser/`` (``BROWSER_ARTIFACTS`` overrides it).
+asset, each family's source files upstream of the compile, on the ``manifest`` asset's page the
+dataset card (its splits table) and a link that opens the manifest object in S3, and the
+manifest's ``built_from_current_sources`` check passed (the sources are what it was built from).
+On failure, a screenshot and the page's DOM of the failing step are kept under
+``.local/test-artifacts/browser/`` (``BROWSER_ARTIFACTS`` overrides it).
 
 Needs the Debian packages ``chromium`` and ``chromium-driver`` (scripts/install-test-deps.sh)
 and the ``selenium`` package; a missing one fails the test with that message, never skips it.
@@ -30,6 +32,7 @@ import yaml
 
 from dataset_assets.core.layout import build_manifest_key, latest_manifest_key
 from dataset_assets.core.manifest import Manifest
+from dataset_assets.core.sample import SAMPLE_FAMILIES
 from dataset_assets.storage import S3ObjectStore, S3Settings
 from dataset_assets_tests.builds import write_build_config
 from dataset_assets_tests.e2e.test_dagster_dev import REPO, DagsterDev, wait_for
@@ -117,7 +120,7 @@ def built_ui(tmp_path_factory: pytest.TempPathFactory, seaweed: S3Settings) -> I
 
     # Create the SQLite storages once, before two processes (dagster dev, the build) open them.
     dg.DagsterInstance.from_config(str(home)).dispose()
-    dev = DagsterDev(project, home, env)  # starts loading while the dataset is built
+    dev = DagsterDev(project, home, env, dg=True)  # starts loading while the dataset is built
     try:
         build_dataset(env)
         store = S3ObjectStore(bucket, seaweed)
@@ -224,6 +227,62 @@ def test_asset_graph_shows_every_dataset_asset(built_ui: BuiltUI, browser: Any) 
                 and "Materialized" in body_text(d)
             ),
         )
+
+
+SOURCES = tuple(f"source/{name}" for name, _shape, _holdout in SAMPLE_FAMILIES)
+UPSTREAM = """query Upstream($key: AssetKeyInput!) { assetNodes(assetKeys: [$key]) {
+  dependencyKeys { path } } }"""
+OBSERVED = """query Observed($key: AssetKeyInput!) { assetOrError(assetKey: $key) {
+  ... on Asset { assetObservations(limit: 1) { metadataEntries { label
+    ... on IntMetadataEntry { intValue } } } } } }"""
+
+
+def test_dev_server_output_has_no_superseded_command_warning(built_ui: BuiltUI) -> None:
+    log = built_ui.dev.log.read_text(errors="replace")
+    assert "Serving dagster-webserver" in log, log[-3000:]
+    for warning in ("superseded", "SupersessionWarning", "does not match the virtual environment"):
+        assert warning not in log, log[-3000:]
+
+
+def test_sources_are_upstream_of_the_compile_in_the_graph(built_ui: BuiltUI, browser: Any) -> None:
+    upstream = built_ui.dev.query(UPSTREAM, {"key": {"path": ["conversations"]}})["assetNodes"]
+    assert {"/".join(k["path"]) for k in upstream[0]["dependencyKeys"]} == set(SOURCES)
+    with artifacts_on_failure(browser, "sources-upstream"):
+        # conversations' upstream lineage: the `sources` group with one node per family
+        browser.get(built_ui.url("/assets/conversations?view=lineage&lineageScope=upstream"))
+        wait_until(
+            browser,
+            "the sources group with every family's source asset upstream of conversations",
+            lambda d: (
+                "\nsources\n" in body_text(d)
+                and all(f"\n{name.split('/')[1]}\n" in body_text(d) for name in SOURCES)
+            ),
+        )
+
+    def observed() -> dict[str, int] | None:
+        files = {}
+        for name in SOURCES:
+            data = built_ui.dev.query(OBSERVED, {"key": {"path": name.split("/")}})
+            events = data["assetOrError"].get("assetObservations") or []
+            if not events:
+                return None
+            entries = {e["label"]: e.get("intValue") for e in events[0]["metadataEntries"]}
+            files[name] = entries["files"]
+        return files
+
+    # the rebuild sensor's first tick in the daemon observed each family's files
+    files = wait_for("an observation of every source", observed, 90, built_ui.dev.log)
+    assert files == {f"source/{name}": 1 for name, _, _ in SAMPLE_FAMILIES}, files
+
+
+def test_manifest_is_current_with_its_sources(built_ui: BuiltUI) -> None:
+    def check() -> dict[str, Any] | None:
+        execution = built_ui.dev.check_execution("manifest", "built_from_current_sources")
+        return execution if execution and execution["status"] != "IN_PROGRESS" else None
+
+    execution = wait_for("the built_from_current_sources check", check, 60, built_ui.dev.log)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert built_ui.manifest.build_id in execution["evaluation"]["description"]
 
 
 def manifest_page(built_ui: BuiltUI, browser: Any) -> None:

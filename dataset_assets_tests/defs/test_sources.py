@@ -146,9 +146,6 @@ def test_build_job_with_sources_in_the_graph_publishes_the_same_build(
     assert result.success
     latest = Manifest.from_json(store.get_bytes(latest_manifest_key(cfg.prefix)))
     assert latest.build_id == plain.build_id
-    checks = result.get_asset_check_evaluations()
-    current = [c for c in checks if c.check_name == CURRENT_CHECK]
-    assert [c.passed for c in current] == [True]
 
 
 @pytest.mark.parametrize("name", ["web.v2", "a-b", "x_y"])

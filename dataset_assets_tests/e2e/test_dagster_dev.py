@@ -46,6 +46,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 DAGSTER = Path(sys.executable).parent / "dagster"
+DG = Path(sys.executable).parent / "dg"
 T = TypeVar("T")
 
 
@@ -70,16 +71,24 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, log: Path
 
 
 class DagsterDev:
-    """A ``dagster dev`` process group and a tiny GraphQL client for it."""
+    """A ``dagster dev`` process group and a tiny GraphQL client for it.
 
-    def __init__(self, project: Path, home: Path, env: dict[str, str]) -> None:
+    ``dg=True`` runs what ``make dev`` runs instead: ``dg dev`` from the repository root (the
+    project as pyproject.toml's ``[tool.dg]`` declares it), the project's venv active."""
+
+    def __init__(self, project: Path, home: Path, env: dict[str, str], *, dg: bool = False) -> None:
         self.port = free_port()
         self.log = home / "dagster-dev.log"
-        cmd = [str(DAGSTER), "dev", "-h", "127.0.0.1", "-p", str(self.port)]
-        cmd += ["-m", "dataset_assets.definitions"]
+        if dg:
+            cmd = [str(DG), "dev", "-h", "127.0.0.1", "-p", str(self.port)]
+            cwd, env = REPO, {**env, "VIRTUAL_ENV": str(Path(sys.executable).parents[1])}
+        else:
+            cmd = [str(DAGSTER), "dev", "-h", "127.0.0.1", "-p", str(self.port)]
+            cmd += ["-m", "dataset_assets.definitions"]
+            cwd = project
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                cmd, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
+                cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
         self.url = f"http://127.0.0.1:{self.port}/graphql"
@@ -128,6 +137,15 @@ class DagsterDev:
         data = self.query(SENSOR_TICKS, {"selector": selector})["sensorOrError"]
         ticks: list[dict[str, Any]] = data["sensorState"]["ticks"]
         return ticks
+
+    def check_execution(self, asset: str, check: str) -> dict[str, Any] | None:
+        """The UI's status of an asset check for the asset's latest materialization (None:
+        not evaluated since it), with the evaluation's description."""
+        nodes = self.query(CHECK_STATUS, {"key": {"path": [asset]}})["assetNodes"]
+        checks = nodes[0]["assetChecksOrError"]["checks"]
+        (found,) = [c for c in checks if c["name"] == check]
+        execution: dict[str, Any] | None = found["executionForLatestMaterialization"]
+        return execution
 
     def selector(self) -> dict[str, str]:
         return {"repositoryLocationName": self.location, "repositoryName": "__repository__"}
@@ -251,6 +269,9 @@ query($runId: ID!) {
   }
 }"""
 
+CHECK_STATUS = """query Checks($key: AssetKeyInput!) { assetNodes(assetKeys: [$key]) {
+  assetChecksOrError { ... on AssetChecks { checks { name
+    executionForLatestMaterialization { status evaluation { success description } } } } } } }"""
 SENSOR_TICKS = """
 query($selector: SensorSelector!) {
   sensorOrError(sensorSelector: $selector) {
@@ -359,6 +380,17 @@ def test_sensor_rebuild_then_migration_backfill(
     tmp.write_bytes(b"\n".join(chat_line(i) for i in range(25)) + b"\n")
     tmp.rename(new_file)
 
+    # from the tick that sees the file until a build commits it, the manifest is not current:
+    # overdue (FAILED, from the sensor), or being re-evaluated by the build the sensor launched
+    def not_current() -> dict[str, Any] | None:
+        execution = dev.check_execution("manifest", "built_from_current_sources")
+        return execution if execution and execution["status"] != "SUCCEEDED" else None
+
+    late = wait_for("the manifest's check to leave 'current'", not_current, 60, dev.log)
+    assert late["status"] in ("FAILED", "IN_PROGRESS"), late
+    if late["status"] == "FAILED":
+        assert "(1 added, 0 changed, 0 removed)" in late["evaluation"]["description"], late
+
     def builds_ok() -> list[dict[str, Any]]:
         runs = dev.runs("build_dataset")
         failed = [r for r in runs if r["status"] in ("FAILURE", "CANCELED")]
@@ -402,6 +434,13 @@ def test_sensor_rebuild_then_migration_backfill(
         return runs if all(r["status"] in ("SUCCESS", "FAILURE") for r in runs) else None
 
     runs = wait_for("the rebuild run to finish", builds_finished, 120, dev.log)
+
+    def current() -> dict[str, Any] | None:
+        execution = dev.check_execution("manifest", "built_from_current_sources")
+        return execution if execution and execution["status"] == "SUCCEEDED" else None
+
+    fresh = wait_for("the manifest's check to pass after the rebuild", current, 60, dev.log)
+    assert manifest["build_id"] in fresh["evaluation"]["description"], fresh
     succeeded = [r for r in runs if r["status"] == "SUCCESS"]
     assert len(succeeded) == 1, runs
     if killed:
