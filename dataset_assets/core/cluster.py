@@ -150,13 +150,18 @@ def _near(con: duckdb.DuckDBPyConnection, options: DedupOptions, result: Cluster
         "CREATE TABLE bandrows AS SELECT d.doc, unnest(d.bands) AS key, "
         f"unnest(range(0, {bands})) AS band FROM docs d JOIN reps r ON d.doc = r.rep"
     )
+    # Most buckets hold one document: find the shared ones with a plain count (no per-bucket
+    # lists), then pair each member with its bucket's smallest doc by a join.
     con.execute(
-        "CREATE TABLE cand AS SELECT DISTINCT root AS a, m AS b FROM ("
-        " SELECT root, unnest(members) AS m FROM ("
-        "  SELECT min(doc) AS root, list(doc) AS members FROM bandrows"
-        "  GROUP BY band, key HAVING count(*) > 1)) WHERE m <> root"
+        "CREATE TABLE shared AS SELECT band, key, min(doc) AS root FROM bandrows "
+        "GROUP BY band, key HAVING count(*) > 1"
+    )
+    con.execute(
+        "CREATE TABLE cand AS SELECT DISTINCT s.root AS a, x.doc AS b FROM bandrows x "
+        "JOIN shared s USING (band, key) WHERE x.doc <> s.root"
     )
     con.execute("DROP TABLE bandrows")
+    con.execute("DROP TABLE shared")
     result.candidate_pairs = _count(con, "SELECT count(*) FROM cand")
     _candidate_signatures(con, "cand")
     pairs = (
