@@ -8,8 +8,9 @@ first seen).
 
 1. **Exact**: group by content hash; every document but the group's smallest is an exact
    duplicate of it.
-2. **Near** (exact survivors only): unnest the LSH band keys, group by (band, key); each bucket
-   of two or more documents gives candidate edges from its smallest document to the others. A
+2. **Near** (exact survivors only): unnest the LSH band keys, group by key (a key hashes its band
+   number in, so equal keys mean the same band); each bucket of two or more documents gives
+   candidate edges from its smallest document to the others. A
    candidate is verified when the estimated Jaccard similarity of the two full MinHash
    signatures is ≥ ``threshold`` (numpy over batches of joined signatures).
 3. **Clusters**: connected components of the verified edges (label propagation in DuckDB: each
@@ -145,20 +146,21 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
 
 
 def _near(con: duckdb.DuckDBPyConnection, options: DedupOptions, result: ClusterResult) -> None:
-    bands = options.bands
+    # A band key hashes its band's index in (``Signer.band_keys``): the key alone names the
+    # bucket, so the band number is neither stored nor grouped on.
     con.execute(
-        "CREATE TABLE bandrows AS SELECT d.doc, unnest(d.bands) AS key, "
-        f"unnest(range(0, {bands})) AS band FROM docs d JOIN reps r ON d.doc = r.rep"
+        "CREATE TABLE bandrows AS SELECT d.doc, unnest(d.bands) AS key "
+        "FROM docs d JOIN reps r ON d.doc = r.rep"
     )
     # Most buckets hold one document: find the shared ones with a plain count (no per-bucket
     # lists), then pair each member with its bucket's smallest doc by a join.
     con.execute(
-        "CREATE TABLE shared AS SELECT band, key, min(doc) AS root FROM bandrows "
-        "GROUP BY band, key HAVING count(*) > 1"
+        "CREATE TABLE shared AS SELECT key, min(doc) AS root FROM bandrows "
+        "GROUP BY key HAVING count(*) > 1"
     )
     con.execute(
         "CREATE TABLE cand AS SELECT DISTINCT s.root AS a, x.doc AS b FROM bandrows x "
-        "JOIN shared s USING (band, key) WHERE x.doc <> s.root"
+        "JOIN shared s USING (key) WHERE x.doc <> s.root"
     )
     con.execute("DROP TABLE bandrows")
     con.execute("DROP TABLE shared")
@@ -360,19 +362,19 @@ def _near_leaks(
     con: duckdb.DuckDBPyConnection, options: DedupOptions, pairs: list[dict[str, Any]], sample: int
 ) -> int:
     con.execute(
-        "CREATE TABLE bandrows AS SELECT d.doc, p.split, unnest(d.bands) AS key, "
-        f"unnest(range(0, {options.bands})) AS band FROM docs d JOIN pub p USING (doc)"
+        "CREATE TABLE bandrows AS SELECT d.doc, p.split, unnest(d.bands) AS key "
+        "FROM docs d JOIN pub p USING (doc)"
     )
     # Only LSH buckets that hold records of two splits can hide a leak.
     con.execute(
-        "CREATE TABLE mixed AS SELECT band, key FROM bandrows GROUP BY band, key "
+        "CREATE TABLE mixed AS SELECT key FROM bandrows GROUP BY key "
         "HAVING count(DISTINCT split) > 1"
     )
-    con.execute("CREATE TABLE inmixed AS SELECT x.* FROM bandrows x JOIN mixed m USING (band, key)")
+    con.execute("CREATE TABLE inmixed AS SELECT x.* FROM bandrows x JOIN mixed m USING (key)")
     con.execute("DROP TABLE bandrows")
     con.execute(
         "CREATE TABLE cand AS SELECT DISTINCT x.doc AS a, y.doc AS b FROM inmixed x "
-        "JOIN inmixed y ON x.band = y.band AND x.key = y.key AND x.doc < y.doc "
+        "JOIN inmixed y ON x.key = y.key AND x.doc < y.doc "
         "AND x.split <> y.split"
     )
     _candidate_signatures(con, "cand")
