@@ -230,3 +230,23 @@ def test_manifest_is_overdue_while_changed_sources_wait_and_current_after_the_bu
         dg.AssetKey(["source", "coding_help"]), limit=5
     ).records
     assert observed, "the family's source asset was never observed"
+
+
+def test_a_removed_source_leaves_the_manifest_overdue_without_a_rebuild(
+    recorded: Recorded,
+) -> None:
+    """sensor.on_removal=report (the default): no build, but the manifest still holds the
+    removed file's records, and the check says so."""
+    recorded.tick()
+    (gone,) = recorded.generated.glob("coding_help*.jsonl")
+    gone.unlink()
+
+    result = recorded.tick()
+
+    assert result.run_requests == []
+    overdue = recorded.check_history()[0]
+    assert overdue.status.value == "FAILED"
+    assert "(0 added, 0 changed, 1 removed)" in overdue.evaluation.description
+    assert "sensor.on_removal=report" in overdue.evaluation.description
+    assert overdue.evaluation.metadata["changes"].value == [f"removed data/generated/{gone.name}"]
+    assert observations(result)[dg.AssetKey(["source", "coding_help"])].metadata["files"].value == 0
