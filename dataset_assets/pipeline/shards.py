@@ -14,6 +14,7 @@ holds at most ``workers × (max_publishes_in_flight + 1)`` shards.
 import hashlib
 import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,16 +97,75 @@ def split_lines(
         IntegrityError: the records file holds another number of records than the decisions
             (a cut or damaged intermediate).
     """
+    for line_code, line in _coded_lines(records, codes):
+        if line_code == code:
+            yield line, family
+
+
+def _coded_lines(records: Path, codes: np.ndarray) -> Iterator[tuple[int, bytes]]:
+    """(split code, line) of every record, checking the records against the decisions."""
     count = 0
     for count, line in enumerate(read_records(records), start=1):
         if count > len(codes):
             break
-        if codes[count - 1] == code:
-            yield line, family
+        yield int(codes[count - 1]), line
     if count != len(codes):
         raise IntegrityError(
             f"records of partition {records.parent.name}", f"{len(codes)} records", f"{count}"
         )
+
+
+def lines_by_split(
+    records: Path, codes: np.ndarray, splits: list[str], family: str, spill: Path
+) -> Iterator[tuple[str, Iterator[tuple[bytes, str]]]]:
+    """``(split, its lines)`` for each of ``splits`` in order, decompressing the records once.
+
+    The first split's lines stream straight from the records file while the other splits'
+    lines are written to ``spill/{split}.jsonl``; those stream from there once the first split's
+    lines have all been consumed (train comes first, so the spill is val + test, ~10 % of the
+    partition). Reading the records once per split instead cost two extra decompressions and
+    line splits of every partition.
+
+    Raises:
+        IntegrityError: as :func:`split_lines`; and when a spilled split is read before the
+            first split's lines were consumed to the end.
+    """
+    first, rest = splits[0], splits[1:]
+    if not rest:
+        yield first, split_lines(records, codes, SPLIT_CODES[first], family)
+        return
+    spill.mkdir(parents=True, exist_ok=True)
+    paths = {SPLIT_CODES[s]: spill / f"{s}.jsonl" for s in rest}
+    complete = False
+
+    def first_lines() -> Iterator[tuple[bytes, str]]:
+        nonlocal complete
+        first_code = SPLIT_CODES[first]
+        with ExitStack() as stack:
+            files = {c: stack.enter_context(path.open("wb")) for c, path in paths.items()}
+            for code, line in _coded_lines(records, codes):
+                if code == first_code:
+                    yield line, family
+                elif code in files:
+                    files[code].write(line)
+        complete = True
+
+    def spilled(split: str) -> Iterator[tuple[bytes, str]]:
+        if not complete:
+            raise IntegrityError(
+                f"spilled {split} lines of partition {records.parent.name}",
+                f"the {first} pass read to the end",
+                "an unfinished pass",
+            )
+        path = paths[SPLIT_CODES[split]]
+        with path.open("rb") as fh:
+            for line in fh:
+                yield line, family
+        path.unlink()
+
+    yield first, first_lines()
+    for split in rest:
+        yield split, spilled(split)
 
 
 def _publish_split(
@@ -146,15 +206,18 @@ def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], Sh
     staging = task.area.work / "shards" / part.digest
     written = uploaded = 0
     k = cfg.max_publishes_in_flight
-    with Publisher(store, max_in_flight=k, verify=cfg.verify, journal=task.journal) as pub:
-        for split in missing:
-            lines = split_lines(records, codes, SPLIT_CODES[split], part.family)
-            published = _publish_split(cfg, pub, split, lines, staging / split)
-            entries[split] = [shard_entry(split, p, md5=p.md5) for p in published]
-            written += len(published)
-            uploaded += sum(p.uploaded for p in published)
-            key = cache_shards_key(cfg.prefix, shard_set_digest(cfg, part, split))
-            store.put_bytes(key, _ENTRIES.dump_json(entries[split]))
+    spill = staging / "spill"
+    try:
+        with Publisher(store, max_in_flight=k, verify=cfg.verify, journal=task.journal) as pub:
+            for split, lines in lines_by_split(records, codes, missing, part.family, spill):
+                published = _publish_split(cfg, pub, split, lines, staging / split)
+                entries[split] = [shard_entry(split, p, md5=p.md5) for p in published]
+                written += len(published)
+                uploaded += sum(p.uploaded for p in published)
+                key = cache_shards_key(cfg.prefix, shard_set_digest(cfg, part, split))
+                store.put_bytes(key, _ENTRIES.dump_json(entries[split]))
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)  # copies of records lines, not shards
     # Only after every shard of the partition is verified in S3: staged shards of a failed
     # publish stay for inspection (the next build of this machine removes stale run folders).
     shutil.rmtree(staging, ignore_errors=True)
