@@ -17,8 +17,9 @@ What the UI shows from it:
 - the ``built_from_current_sources`` check on ``manifest``: failed (severity WARN, "overdue")
   while the sources differ from what the latest committed manifest was built from, passed when
   they are equal. The sensor evaluates it on its first tick and whenever the sources or the
-  ``manifest.json`` pointer (its ETag) change, and records it only when the outcome changes; the
-  check also runs in every ``build_dataset`` run, right after the commit.
+  ``manifest.json`` pointer (its ETag) change, and records it only when the outcome changes (a
+  committed build moves the pointer, so the next tick records it); it is not a step of
+  ``build_dataset`` (``defs/jobs.py`` says why).
 """
 
 import hashlib
@@ -242,8 +243,8 @@ def currency_evaluation(currency: Currency, cfg: DatasetConfig) -> dg.AssetCheck
     name=CURRENT_CHECK,
     description="The latest committed manifest was built from exactly the source files present "
     "now. Fails with a warning (overdue) when sources changed and no build has committed them "
-    "yet. Evaluated by the rebuild_on_new_data sensor when sources or the latest pointer change, "
-    "and after every build.",
+    "yet. Evaluated by the rebuild_on_new_data sensor when sources or the latest pointer change "
+    "(so after every committed build), or from the UI.",
 )
 def built_from_current_sources(
     dataset: DatasetConfigResource, s3: ObjectStoreResource
