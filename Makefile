@@ -41,7 +41,7 @@ check: setup
 	$(BIN)/mypy
 	$(BIN)/mypy --strict dataset_assets/core dataset_assets/storage dataset_assets/loader dataset_assets/pipeline
 	$(BIN)/lint-imports
-	$(BIN)/dagster definitions validate -m dataset_assets.definitions
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
 ## test: everything CI runs (servers are started by the tests themselves)
 test: setup test-deps check
