@@ -320,12 +320,20 @@ def source_observations(
     observed: Mapping[str, str],
 ) -> tuple[list[dg.AssetObservation], dict[str, str]]:
     """Observations of the families whose stable files differ from the last observed digest
-    (files still being written are left out until they settle), and the digests now."""
+    (files still being written are left out until they settle), and the digests now.
+
+    A family whose every file is still settling (e.g. on a fresh cursor's first tick, when
+    the watch has seen each file only once) is not observed yet: "0 files" would describe a
+    state that never existed."""
     keys = source_keys(cfg)
     events: list[dg.AssetObservation] = []
     digests: dict[str, str] = {}
     for name, fps in by_family.items():
         stable = [fp for fp in fps if fp.path not in waiting]
+        if fps and not stable:
+            if name in observed:
+                digests[name] = observed[name]
+            continue
         digest = fingerprint_digest(stable)
         digests[name] = digest
         if observed.get(name) != digest:

@@ -128,6 +128,22 @@ def test_a_file_still_being_written_is_observed_only_once_stable(two: TwoFamilie
     assert list(settled.watch.pending) == [str(two.root / "data" / "web" / "growing.jsonl")]
 
 
+def test_a_family_whose_files_all_settle_is_observed_with_them_not_as_empty(
+    two: TwoFamilies,
+) -> None:
+    """Files written moments before the first tick (a fresh Dagster home right after a build)
+    are still settling: the family is observed once they settle, never as "0 files"."""
+    two.write("chat/a.jsonl", "a\n")
+    fresh = two.write("web/w.jsonl", "w\n", mtime=None)  # modified just now
+
+    first = two.tick(None)
+
+    assert set(observations(first)) == {CHAT}
+    os.utime(fresh, (OLD, OLD))  # as if stable_seconds had passed
+    settled = observations(two.tick(first.cursor))
+    assert set(settled) == {WEB} and meta(settled[WEB], "files") == 1
+
+
 def test_a_cursor_of_the_previous_version_keeps_its_known_files(two: TwoFamilies) -> None:
     """A Dagster home whose sensor ran the watch-only cursor: no rebuild of known files."""
     a = two.write("chat/a.jsonl", "a\n")
