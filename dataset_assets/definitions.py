@@ -114,7 +114,9 @@ def graph_defs(cfg: DatasetConfig | None) -> dg.Definitions:
     return dg.Definitions.merge(
         source_defs.build_defs(cfg),
         dg.Definitions(
-            assets=source_defs.with_source_deps(compiled.assets or [], keys), jobs=compiled.jobs
+            assets=source_defs.with_source_deps(compiled.assets or [], keys),
+            asset_checks=compiled.asset_checks,
+            jobs=compiled.jobs,
         ),
         migration_defs.build_defs(cfg),
     )

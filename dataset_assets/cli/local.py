@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import yaml
@@ -20,6 +20,9 @@ from dataset_assets.environments import (
 from dataset_assets.storage import SeaweedServer
 
 console = Console()
+
+if TYPE_CHECKING:  # Dagster is imported by the commands that run it
+    import dagster as dg
 local_s3_app = typer.Typer(no_args_is_help=True, help="The embedded local S3 server (SeaweedFS).")
 
 DEFAULT_CONFIG = Path("dataset.yaml")
@@ -48,6 +51,16 @@ def local_s3_stop() -> None:
     """Stop the local S3 server (its data stays in .local/s3)."""
     local_server(Path.cwd()).stop()
     console.print("local S3 stopped")
+
+
+def run_defs(resources: dict[str, object]) -> "dg.Definitions":
+    """What ``dataset-assets run`` executes: the compile definitions (assets, checks, the
+    ``build_dataset`` job) with ``resources``."""
+    import dagster as dg
+
+    from dataset_assets.defs import compile as compile_defs
+
+    return dg.Definitions.merge(compile_defs.build_defs(), dg.Definitions(resources=resources))
 
 
 @local_s3_app.command("status")
@@ -82,7 +95,6 @@ def run(
     from dataset_assets.cli.inspect import print_manifest_summary
     from dataset_assets.core.manifest import Manifest
     from dataset_assets.definitions import make_resources
-    from dataset_assets.defs import compile as compile_defs
 
     project = Path.cwd()
     home = local_state_dir(project) / "dagster"
@@ -97,13 +109,14 @@ def run(
         with dg.DagsterInstance.get() as instance:
             # The embedded default, whatever AWS_* variables the shell has.
             resources = make_resources({"DATASET_ASSETS_ENV": "local"}, str(config))
-            defs = dg.Definitions.merge(
-                compile_defs.build_defs(), dg.Definitions(resources=resources)
-            )
-            result = defs.resolve_job_def("build_dataset").execute_in_process(
-                instance=instance,
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            result = (
+                run_defs(resources)
+                .resolve_job_def("build_dataset")
+                .execute_in_process(
+                    instance=instance,
+                    raise_on_error=False,
+                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                )
             )
         if not result.success:
             console.print("[red]build failed[/red]; see the run in the Dagster UI (make dev)")

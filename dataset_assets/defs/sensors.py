@@ -421,8 +421,8 @@ def make_rebuild_sensor(
 
 
 def build_defs(minimum_interval_seconds: int = DEFAULT_MINIMUM_INTERVAL_SECONDS) -> dg.Definitions:
-    """The rebuild sensor on ``build_dataset`` and the manifest's ``built_from_current_sources``
-    check (resources ``dataset`` and ``s3`` bound by the caller). Pass
-    ``sensor.minimum_interval_seconds`` from the config when it is known."""
+    """The rebuild sensor on ``build_dataset`` (resources ``dataset`` and ``s3`` bound by the
+    caller; the ``built_from_current_sources`` check it records comes with the compile
+    definitions). Pass ``sensor.minimum_interval_seconds`` from the config when it is known."""
     sensor = make_rebuild_sensor(build_job, minimum_interval_seconds=minimum_interval_seconds)
-    return dg.Definitions(sensors=[sensor], asset_checks=[built_from_current_sources])
+    return dg.Definitions(sensors=[sensor])
