@@ -42,12 +42,16 @@ happened, the client never learns it). ``stop()`` releases nothing: held connect
 """
 
 import contextlib
+import dataclasses
 import socket
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any
+
+from dataset_assets.storage import S3ObjectStore
 
 MODES = (
     "corrupt_request_body",
@@ -495,3 +499,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return predicate()
+
+
+def proxied(proxy: FaultProxy, store: S3ObjectStore, **changes: Any) -> S3ObjectStore:
+    """The same bucket as ``store``, reached through ``proxy`` (``changes``: other settings)."""
+    settings = dataclasses.replace(store.settings, endpoint_url=proxy.endpoint_url, **changes)
+    return S3ObjectStore(store.bucket, settings, part_size=store.part_size)

@@ -3,6 +3,7 @@
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +22,19 @@ from dataset_assets.storage import S3ObjectStore, S3Settings
 from dataset_assets_tests.builds import config_and_store, write_build_config
 
 OLD = time.time() - 3600  # an mtime far older than any stable_seconds used here
+
+
+def evaluate(
+    sensor: dg.SensorDefinition,
+    cursor: str | None,
+    instance: dg.DagsterInstance,
+    resources: Mapping[str, object],
+) -> dg.SensorResult:
+    """One tick of ``sensor`` from ``cursor``, as the daemon would run it."""
+    context = dg.build_sensor_context(cursor=cursor, instance=instance, resources=resources)
+    result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
 
 
 def s3_resource(settings: S3Settings) -> ObjectStoreResource:
@@ -70,12 +84,7 @@ class Project:
         return path
 
     def tick(self, cursor: str | None) -> dg.SensorResult:
-        context = dg.build_sensor_context(
-            cursor=cursor, instance=self.instance, resources=self.resources
-        )
-        result = self.sensor(context)
-        assert isinstance(result, dg.SensorResult)
-        return result
+        return evaluate(self.sensor, cursor, self.instance, self.resources)
 
 
 def known(result: dg.SensorResult) -> dict[str, tuple[int, str]]:
@@ -305,12 +314,7 @@ class Built:
         }
 
     def tick(self, cursor: str | None) -> dg.SensorResult:
-        context = dg.build_sensor_context(
-            cursor=cursor, instance=self.instance, resources=self.resources
-        )
-        result = self.sensor(context)
-        assert isinstance(result, dg.SensorResult)
-        return result
+        return evaluate(self.sensor, cursor, self.instance, self.resources)
 
 
 @pytest.fixture

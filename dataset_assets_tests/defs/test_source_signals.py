@@ -3,7 +3,6 @@
 while sources changed and no build committed them), recorded on a real Dagster instance."""
 
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,8 @@ from dataset_assets.defs.sensors import CURRENT_CHECK, SensorCursor, make_rebuil
 from dataset_assets.pipeline.build import build_dataset
 from dataset_assets.storage import S3Settings
 from dataset_assets_tests.builds import config_and_store, write_build_config
-from dataset_assets_tests.defs.test_sensors import s3_resource
+from dataset_assets_tests.defs.test_sensors import OLD, evaluate, s3_resource
 
-OLD = time.time() - 3600
 CHAT = dg.AssetKey(["source", "chat"])
 WEB = dg.AssetKey(["source", "web_v2"])
 CHECK = dg.AssetCheckKey(dg.AssetKey("manifest"), CURRENT_CHECK)
@@ -71,12 +69,7 @@ class TwoFamilies:
         return path
 
     def tick(self, cursor: str | None) -> dg.SensorResult:
-        context = dg.build_sensor_context(
-            cursor=cursor, instance=dg.DagsterInstance.ephemeral(), resources=self.resources
-        )
-        result = self.sensor(context)
-        assert isinstance(result, dg.SensorResult)
-        return result
+        return evaluate(self.sensor, cursor, dg.DagsterInstance.ephemeral(), self.resources)
 
 
 @pytest.fixture
@@ -181,11 +174,7 @@ class Recorded:
         self.cursor: str | None = None
 
     def tick(self) -> dg.SensorResult:
-        context = dg.build_sensor_context(
-            cursor=self.cursor, instance=self.instance, resources=self.resources
-        )
-        result = self.sensor(context)
-        assert isinstance(result, dg.SensorResult)
+        result = evaluate(self.sensor, self.cursor, self.instance, self.resources)
         for event in result.asset_events:
             self.instance.report_runless_asset_event(event)
         self.cursor = result.cursor

@@ -27,7 +27,7 @@ from dataset_assets.storage.compose import (
     why_not_composable,
     why_not_mixed,
 )
-from dataset_assets_tests.faults import FaultProxy
+from dataset_assets_tests.faults import FaultProxy, proxied
 from dataset_assets_tests.storage.helpers import stage
 
 MiB = 1024 * 1024
@@ -82,11 +82,7 @@ def test_the_composed_etag_is_checked_on_the_object_s3_holds(
     key = "p/compiled/out.jsonl"
     assert store.settings.endpoint_url is not None
     with FaultProxy(upstream=store.settings.endpoint_url) as proxy:
-        via = S3ObjectStore(
-            store.bucket,
-            dataclasses.replace(store.settings, endpoint_url=proxy.endpoint_url),
-            part_size=store.part_size,
-        )
+        via = proxied(proxy, store)
         hold = proxy.hold("HEAD", f"/{key}")
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             running = pool.submit(compose_parts, via, key, parts)
@@ -182,11 +178,7 @@ def test_copy_object_is_checked_on_the_copy_s3_holds(store: S3ObjectStore, tmp_p
     target = "p/compiled/fixed.jsonl"
     assert store.settings.endpoint_url is not None
     with FaultProxy(upstream=store.settings.endpoint_url) as proxy:
-        via = S3ObjectStore(
-            store.bucket,
-            dataclasses.replace(store.settings, endpoint_url=proxy.endpoint_url),
-            part_size=store.part_size,
-        )
+        via = proxied(proxy, store)
         hold = proxy.hold("HEAD", f"/{target}")
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             running = pool.submit(copy_object, via, "p/compiled/a.jsonl", target)

@@ -3,7 +3,6 @@ corrupted on the way in or out, a server failing every copy. Each time the compo
 with a typed error, nothing is left under the target key and no multipart upload stays open.
 Parametrized over SeaweedFS and Ceph RGW (``store``)."""
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,11 @@ import pytest
 from dataset_assets.core.errors import StorageError
 from dataset_assets.storage import S3ObjectStore
 from dataset_assets.storage.compose import compose_parts, stream_parts
-from dataset_assets_tests.faults import FaultProxy
+from dataset_assets_tests.faults import FaultProxy, proxied
 from dataset_assets_tests.storage.test_compose import open_uploads, publish_shards
 
 MiB = 1024 * 1024
 TARGET = "p/compiled/out.jsonl"
-
-
-def proxied(proxy: FaultProxy, store: S3ObjectStore) -> S3ObjectStore:
-    settings = dataclasses.replace(store.settings, endpoint_url=proxy.endpoint_url, max_attempts=1)
-    return S3ObjectStore(store.bucket, settings, part_size=store.part_size)
 
 
 def assert_nothing_left(store: S3ObjectStore) -> None:
@@ -37,7 +31,7 @@ def test_a_part_corrupted_on_the_way_in_fails_the_mixed_composition(
         proxy.corrupt_request_body(times=1)  # the read-back part: copies have no body
 
         with pytest.raises(StorageError):
-            compose_parts(proxied(proxy, store), TARGET, parts, mixed=True)
+            compose_parts(proxied(proxy, store, max_attempts=1), TARGET, parts, mixed=True)
 
         assert proxy.fired["corrupt_request_body"] == 1
     assert_nothing_left(store)
@@ -52,7 +46,7 @@ def test_a_shard_corrupted_on_the_way_out_fails_the_stream_naming_it(
         proxy.corrupt_response_body(times=1)  # the first shard read back
 
         with pytest.raises(StorageError, match=parts[0].key):
-            stream_parts(proxied(proxy, store), TARGET, parts)
+            stream_parts(proxied(proxy, store, max_attempts=1), TARGET, parts)
 
         assert proxy.fired["corrupt_response_body"] == 1
     assert_nothing_left(store)
@@ -67,7 +61,7 @@ def test_a_server_failing_every_copy_aborts_the_composition(
         proxy.http_500(times=None)
 
         with pytest.raises(StorageError, match="500"):
-            compose_parts(proxied(proxy, store), TARGET, parts)
+            compose_parts(proxied(proxy, store, max_attempts=1), TARGET, parts)
 
         assert proxy.fired["http_500"] >= 1
     assert_nothing_left(store)

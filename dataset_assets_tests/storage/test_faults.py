@@ -1,20 +1,14 @@
 """The fault proxy itself, and how the store surfaces each fault to its callers."""
 
-import dataclasses
 import os
 
 import pytest
 
 from dataset_assets.core.errors import StorageError
 from dataset_assets.storage import S3ObjectStore
-from dataset_assets_tests.faults import FaultProxy
+from dataset_assets_tests.faults import FaultProxy, proxied
 
 MiB = 1024 * 1024
-
-
-def proxied(proxy: FaultProxy, store: S3ObjectStore, **changes: object) -> S3ObjectStore:
-    settings = dataclasses.replace(store.settings, endpoint_url=proxy.endpoint_url, **changes)
-    return S3ObjectStore(store.bucket, settings, part_size=store.part_size)
 
 
 def test_clean_proxy_relays_keep_alive_requests_unchanged(seaweed_store: S3ObjectStore) -> None:

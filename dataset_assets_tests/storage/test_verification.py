@@ -10,7 +10,7 @@ import pytest
 from dataset_assets.core.errors import UploadFailedError, VerificationError
 from dataset_assets.core.hashing import Digest
 from dataset_assets.storage import Journal, Publisher, S3ObjectStore, S3Settings
-from dataset_assets_tests.faults import FaultProxy
+from dataset_assets_tests.faults import FaultProxy, proxied
 from dataset_assets_tests.servers import start_seaweed
 from dataset_assets_tests.storage.helpers import stage
 
@@ -19,12 +19,6 @@ MiB = 1024 * 1024
 
 def is_ceph(settings: S3Settings) -> bool:
     return (settings.endpoint_url or "").endswith(":7480")
-
-
-def through(proxy: FaultProxy, store: S3ObjectStore, **changes: object) -> S3ObjectStore:
-    """The same bucket, reached through ``proxy``."""
-    settings = dataclasses.replace(store.settings, endpoint_url=proxy.endpoint_url, **changes)
-    return S3ObjectStore(store.bucket, settings, part_size=store.part_size)
 
 
 def overwrite_keeping_metadata(store: S3ObjectStore, key: str, data: bytes, sha256: str) -> None:
@@ -116,7 +110,7 @@ def test_bytes_corrupted_on_the_way_in_fail_the_upload_and_keep_local(
     with FaultProxy(store.settings.endpoint_url or "") as proxy:
         proxy.corrupt_request_body(times=None)
         with pytest.raises(UploadFailedError) as err:
-            Publisher(through(proxy, store), journal=journal).publish(staged)
+            Publisher(proxied(proxy, store), journal=journal).publish(staged)
         assert proxy.fired["corrupt_request_body"] >= 1
     assert staged.path.exists()
     assert err.value.key == "shards/d.jsonl"
@@ -132,7 +126,7 @@ def test_connection_resets_fail_the_upload_and_keep_local(
 ) -> None:
     staged = stage(store, tmp_path, "shards/e.jsonl", 100_000)
     with FaultProxy(store.settings.endpoint_url or "") as proxy:
-        flaky = through(proxy, store, max_attempts=2)
+        flaky = proxied(proxy, store, max_attempts=2)
         proxy.reset(times=None)
         with pytest.raises(UploadFailedError, match="shards/e.jsonl"):
             Publisher(flaky).publish(staged)
@@ -146,7 +140,7 @@ def test_transient_500s_are_retried_and_the_publish_succeeds(
     staged = stage(store, tmp_path, "shards/f.jsonl", 100_000)
     with FaultProxy(store.settings.endpoint_url or "") as proxy:
         proxy.http_500(times=2)
-        published = Publisher(through(proxy, store)).publish(staged)
+        published = Publisher(proxied(proxy, store)).publish(staged)
         assert proxy.fired["http_500"] == 2
     assert published.uploaded and not staged.path.exists()
 
@@ -190,10 +184,10 @@ def test_readback_verification_catches_bytes_corrupted_on_the_way_out(
 ) -> None:
     staged = stage(store, tmp_path, "shards/h.jsonl", MiB)
     with FaultProxy(store.settings.endpoint_url or "") as proxy:
-        proxied = through(proxy, store, max_attempts=1)
+        via = proxied(proxy, store, max_attempts=1)
         proxy.corrupt_response_body(times=None)
         with pytest.raises(VerificationError, match="shards/h.jsonl"):
-            Publisher(proxied, verify="readback").publish(staged)
+            Publisher(via, verify="readback").publish(staged)
         assert proxy.fired["corrupt_response_body"] >= 1
     assert staged.path.exists()
     # the object itself is fine: a head-mode verify through a clean path passes
