@@ -321,7 +321,7 @@ class Signer:
             text_start[1:] += 1
         arr = np.frombuffer(buf, dtype=np.uint8)
         if not buf.isascii():
-            arr = _blank_unicode_spaces(arr)
+            arr = blank_unicode_spaces(arr)
             buf = arr.tobytes()
         word_start, word_length = _words(arr)
         word_hash = _hash_words(buf, word_start, word_length)
@@ -412,7 +412,7 @@ def _lowercase(texts: list[str]) -> list[memoryview]:
     return [data[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)]
 
 
-def _blank_unicode_spaces(arr: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+def blank_unicode_spaces(arr: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     """``arr`` with every multi-byte UTF-8 whitespace character rewritten as ASCII spaces."""
     lead = np.flatnonzero((arr - np.uint8(0xC2)) <= np.uint8(0xE3 - 0xC2))
     lead = lead[lead < len(arr) - 2]

@@ -174,10 +174,18 @@ def _objects(turns: list[Any], key: str) -> list[dict[str, Any]]:
 def _strict_turns(turns: list[dict[str, Any]], role_key: str, text_key: str) -> list[Message]:
     out: list[Message] = []
     for t in turns:
-        role = map_role(t.get(role_key))
+        name = t.get(role_key)
+        # fast path, same result: a role spelled as in the table, a non-blank ASCII string
+        role = ROLE_TABLE.get(name) if type(name) is str else None
         if role is None:
-            raise InvalidRecordError("unknown_role", f"{role_key} {_describe(t.get(role_key))}")
-        out.append({"role": role, "content": _text(t.get(text_key), role)})
+            role = map_role(name)
+            if role is None:
+                raise InvalidRecordError("unknown_role", f"{role_key} {_describe(name)}")
+        text = t.get(text_key)
+        if type(text) is str and text.isascii() and text and not text.isspace():
+            out.append({"role": role, "content": text})
+        else:
+            out.append({"role": role, "content": _text(text, role)})
     return out
 
 

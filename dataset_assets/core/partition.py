@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from dataset_assets.core.config import DatasetConfig
-from dataset_assets.core.dedup import content_hash
+from dataset_assets.core.dedup import content_hashes
 from dataset_assets.core.errors import IntegrityError, InvalidRecordError
 from dataset_assets.core.minhash import Signer
 from dataset_assets.core.normalize import normalize_messages
@@ -48,6 +48,8 @@ SPLIT_CODES: dict[str, int] = {"train": 1, "val": 2, "test": 3}
 """Split codes in the index and the decisions (0 = dropped)."""
 
 _BATCH = 4096
+_HASH_BATCH_CHARS = 1 << 20
+"""Conversations are content-hashed in batches of about this many characters."""
 _ZSTD_LEVEL = 1  # ~4x smaller than the JSON already; higher levels cost more than they save
 
 
@@ -135,13 +137,13 @@ class _IndexWriter:
         self.splits: list[int] = []
         self.texts: list[str] = []
 
-    def add(self, ord_: int, line: int, digest: bytes, split: int, text: str) -> None:
+    def add(self, ord_: int, line: int, digest: bytes, split: int, messages: list[Message]) -> None:
         self.ords.append(ord_)
         self.lines.append(line)
         self.hashes.append(digest)
         self.splits.append(split)
         if self.near:
-            self.texts.append(text)
+            self.texts.append(shingle_text(messages))
         if len(self.ords) >= _BATCH:
             self.flush()
 
@@ -178,20 +180,22 @@ def process_partition(
     out.mkdir(parents=True, exist_ok=True)
     summary = PartitionSummary()
     index = _IndexWriter(out / INDEX_NAME, cfg)
+    seed, ratios, holdout = cfg.seed, cfg.splits, spec.holdout
     try:
         with (
             (out / RECORDS_NAME).open("wb") as raw,
             zstandard.ZstdCompressor(level=_ZSTD_LEVEL).stream_writer(raw) as records,
             QuarantineWriter(out / QUARANTINE_NAME) as quarantine,
         ):
-            for conv, text in _conversations(stream, spec, cfg, quarantine, summary):
-                digest = bytes.fromhex(conv.content_hash)
-                split = SPLIT_CODES[
-                    assign_split(conv.content_hash, cfg.seed, cfg.splits, spec.holdout)
-                ]
-                index.add(summary.candidates, conv.line, digest, split, text)
-                records.write(conv.to_json_line())
-                summary.candidates += 1
+            for batch in _conversations(stream, spec, cfg, quarantine, summary):
+                lines = []
+                for conv in batch:
+                    split = SPLIT_CODES[assign_split(conv.content_hash, seed, ratios, holdout)]
+                    digest = bytes.fromhex(conv.content_hash)
+                    index.add(summary.candidates, conv.line, digest, split, conv.messages)
+                    lines.append(conv.to_json_line())
+                    summary.candidates += 1
+                records.write(b"".join(lines))
             summary.quarantined_by_reason = dict(quarantine.counts)
     finally:
         index.close()
@@ -204,21 +208,40 @@ def _conversations(
     cfg: DatasetConfig,
     quarantine: QuarantineWriter,
     summary: PartitionSummary,
-) -> Iterator[tuple[Conversation, str]]:
-    for item in iter_source_items(stream, spec.uri, cfg.normalize.max_line_bytes):
+) -> Iterator[list[Conversation]]:
+    """The file's conversations in file order, in batches of about ``_HASH_BATCH_CHARS``
+    characters (content hashes are computed per batch); bad records go to ``quarantine``."""
+    family, uri, options = spec.family, spec.uri, cfg.normalize
+    pending: list[tuple[int, list[Message]]] = []
+    size = 0
+    for item in iter_source_items(stream, uri, options.max_line_bytes):
         summary.input_records += 1
         if isinstance(item, BadItem):
-            quarantine.add(item.reason, spec.family, spec.uri, item.line, item.raw, item.detail)
+            quarantine.add(item.reason, family, uri, item.line, item.raw, item.detail)
             continue
         try:
-            messages = normalize_messages(item.value, cfg.normalize)
-            digest = content_hash(messages, cfg.dedup)
+            messages = normalize_messages(item.value, options)
         except InvalidRecordError as exc:
             raw = raw_prefix(item.value)
-            quarantine.add(exc.reason, spec.family, spec.uri, item.line, raw, exc.detail)
+            quarantine.add(exc.reason, family, uri, item.line, raw, exc.detail)
             continue
-        conv = Conversation(messages, spec.family, spec.uri, item.line, digest)
-        yield conv, shingle_text(messages)
+        pending.append((item.line, messages))
+        size += sum(len(m["content"]) for m in messages)
+        if size >= _HASH_BATCH_CHARS:
+            yield _hashed(pending, spec, cfg)
+            pending, size = [], 0
+    if pending:
+        yield _hashed(pending, spec, cfg)
+
+
+def _hashed(
+    pending: list[tuple[int, list[Message]]], spec: PartitionSpec, cfg: DatasetConfig
+) -> list[Conversation]:
+    digests = content_hashes([messages for _, messages in pending], cfg.dedup)
+    return [
+        Conversation(messages, spec.family, spec.uri, line, digest)
+        for (line, messages), digest in zip(pending, digests, strict=True)
+    ]
 
 
 def read_records(path: Path) -> Iterator[bytes]:

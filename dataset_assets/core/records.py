@@ -30,4 +30,4 @@ class Conversation:
         }
 
     def to_json_line(self) -> bytes:
-        return orjson.dumps(self.to_record()) + b"\n"
+        return orjson.dumps(self.to_record(), option=orjson.OPT_APPEND_NEWLINE)
