@@ -9,7 +9,7 @@ whitespace of all their texts at once with numpy (:func:`fold_whitespace`) inste
 """
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import orjson
@@ -42,20 +42,48 @@ def content_hash(messages: list[Message], options: DedupOptions) -> str:
 
 def content_hashes(batch: Sequence[list[Message]], options: DedupOptions) -> list[str]:
     """:func:`content_hash` of each conversation of ``batch`` (the same values)."""
+    return hashes_and_words(batch, options)[0]
+
+
+def hashes_and_words(
+    batch: Sequence[list[Message]], options: DedupOptions, words: bool = True
+) -> tuple[list[str], list[str | bytes] | None]:
+    """:func:`content_hash` of each conversation of ``batch`` and, with ``words`` and when
+    whitespace is folded, each conversation's words (those of its contents joined by spaces,
+    which MinHash sees) as a folded text: ASCII text already lowercased as bytes (its turns
+    separated by ``\\n``), other text as a str (not case folded); else None."""
     if not options.fold_whitespace:
-        return [content_hash(messages, options) for messages in batch]
-    folded = fold_whitespace([m["content"] for messages in batch for m in messages])
-    if options.fold_case:
-        folded = [text.casefold() for text in folded]
+        return [content_hash(messages, options) for messages in batch], None
     sha256, dumps = hashlib.sha256, orjson.dumps
-    out: list[str] = []
-    at = 0
-    for messages in batch:
-        end = at + len(messages)
-        canonical = [[m["role"], text] for m, text in zip(messages, folded[at:end], strict=True)]
-        out.append(sha256(dumps(canonical)).hexdigest())
-        at = end
-    return out
+    hashes: list[str] = []
+    joined: list[str | bytes] = []
+    for group in _groups(batch):
+        folded, ascii_, cuts = _fold_group([m["content"] for messages in group for m in messages])
+        canon = [text.casefold() for text in folded] if options.fold_case else folded
+        lower = ascii_.lower() if words and ascii_ is not None else None
+        at = 0
+        for messages in group:
+            end = at + len(messages)
+            pairs = zip(messages, canon[at:end], strict=True)
+            hashes.append(sha256(dumps([[m["role"], text] for m, text in pairs])).hexdigest())
+            if lower is not None:
+                joined.append(lower[cuts[at] + 1 : cuts[end]])
+            elif words:
+                joined.append(" ".join(folded[at:end]))
+            at = end
+    return hashes, joined if words else None
+
+
+def _groups(batch: Sequence[list[Message]]) -> Iterator[Sequence[list[Message]]]:
+    """Consecutive conversations of about ``_FOLD_GROUP_CHARS`` characters (at least one)."""
+    start, size = 0, 0
+    for end, messages in enumerate(batch, 1):
+        size += sum(len(m["content"]) for m in messages)
+        if size >= _FOLD_GROUP_CHARS:
+            yield batch[start:end]
+            start, size = end, 0
+    if start < len(batch):
+        yield batch[start:]
 
 
 def fold_whitespace(texts: Sequence[str]) -> list[str]:
@@ -66,18 +94,21 @@ def fold_whitespace(texts: Sequence[str]) -> list[str]:
     for end, text in enumerate(texts, 1):
         size += len(text)
         if size >= _FOLD_GROUP_CHARS:
-            out += _fold_group(texts[start:end])
+            out += _fold_group(texts[start:end])[0]
             start, size = end, 0
     if start < len(texts):
-        out += _fold_group(texts[start:])
+        out += _fold_group(texts[start:])[0]
     return out
 
 
-def _fold_group(texts: Sequence[str]) -> list[str]:
+def _fold_group(texts: Sequence[str]) -> tuple[list[str], bytes | None, list[int]]:
     """The texts are joined with ``\\n`` separators (also before the first and after the
     last); every whitespace byte that follows a whitespace byte is dropped, and so is the first
     byte of each run that holds a separator, except the separators; the other first bytes
-    become spaces. What is left holds ``\\n`` only as separators."""
+    become spaces. What is left holds ``\\n`` only as separators.
+
+    Returns the folded texts and, when they are all ASCII, what is left (bytes) and the
+    positions of its separators (text ``i`` is ``left[cuts[i] + 1 : cuts[i + 1]]``)."""
     encoded = [text.encode() for text in texts]
     buf = b"\n".join([b"", *encoded, b""])
     arr = np.frombuffer(buf, dtype=np.uint8)
@@ -114,9 +145,11 @@ def _fold_group(texts: Sequence[str]) -> list[str]:
     res[sep] = 10
     folded = res.tobytes().replace(b"\xff", b"")
     if not folded.isascii():
-        return folded.decode().split("\n")[1:-1]
+        return folded.decode().split("\n")[1:-1], None, []
     # ASCII: characters are bytes; cut at the separators' new positions
-    dropped = np.unique(drop[res[drop] == 0xFF])  # not the separators, each once
-    at = (sep - np.searchsorted(dropped, sep)).tolist()
+    dropped = drop[res[drop] == 0xFF]  # not the separators
+    dropped.sort()
+    dropped = dropped[np.diff(dropped, prepend=-1) != 0]  # each once
+    cuts = (sep - np.searchsorted(dropped, sep)).tolist()
     text = folded.decode("ascii")
-    return [text[a + 1 : b] for a, b in zip(at[:-1], at[1:], strict=True)]
+    return [text[a + 1 : b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)], folded, cuts

@@ -121,7 +121,7 @@ def _fmix64(h: U64) -> U64:
     return h
 
 
-def _batches(texts: Sequence[str]) -> Iterator[tuple[int, int]]:
+def _batches(texts: Sequence[str | bytes]) -> Iterator[tuple[int, int]]:
     """Consecutive ranges of ``texts`` of about ``_BATCH_CHARS`` characters (at least one)."""
     ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
     start = 0
@@ -178,14 +178,18 @@ class Signer:
 
     # -- signatures -------------------------------------------------------------------------
 
-    def signatures(self, texts: Sequence[str]) -> U32:
-        """MinHash signatures of ``texts``: shape ``(len(texts), num_perm)``, uint32."""
+    def signatures(self, texts: Sequence[str | bytes]) -> U32:
+        """MinHash signatures of ``texts``: shape ``(len(texts), num_perm)``, uint32.
+
+        A ``bytes`` text is ASCII text already lowercased (``text.encode().lower()``): the
+        same signature as that text, without the copies.
+        """
         out = np.empty((len(texts), self.num_perm), dtype=np.uint32)
         for start, end in _batches(texts):
             out[start:end] = self._sign_batch(texts[start:end])
         return out
 
-    def shingle_hashes(self, texts: Sequence[str]) -> tuple[U64, npt.NDArray[np.int64]]:
+    def shingle_hashes(self, texts: Sequence[str | bytes]) -> tuple[U64, npt.NDArray[np.int64]]:
         """Every shingle hash of ``texts`` (repeats included) and the index of its text.
 
         Grouped by text, in text order within a text. For tests and for other sketches:
@@ -211,7 +215,7 @@ class Signer:
             return (hashes >> _M(64 - (k.bit_length() - 1))).view(np.int64)
         return (((hashes >> _M(32)) * _M(k)) >> _M(32)).view(np.int64)
 
-    def _sign_batch(self, texts: Sequence[str]) -> U32:
+    def _sign_batch(self, texts: Sequence[str | bytes]) -> U32:
         n, k = len(texts), self.num_perm
         hashes, docs, offset, number = self._shingles(texts)
         # round 0: each shingle falls in one bin, whose value is the minimum low 32 bits
@@ -291,7 +295,7 @@ class Signer:
         values[rows] = result
         return values
 
-    def _shingles(self, texts: Sequence[str]) -> tuple[U64, I64, I64, I64]:
+    def _shingles(self, texts: Sequence[str | bytes]) -> tuple[U64, I64, I64, I64]:
         """Shingle hashes of a batch, the index of the text of each (``len(texts)`` for a word
         window that is not a shingle of one text), and per text the offset and the number of
         its shingles in the hashes."""
@@ -300,6 +304,11 @@ class Signer:
         unicode: list[str] = []
         where: list[int] = []
         for text in texts:
+            if isinstance(text, bytes):
+                if len(text) <= 40 * cap:
+                    encoded.append(text)  # ASCII, lowercased
+                    continue
+                text = text.decode("ascii")
             if len(text) > 40 * cap:  # surely over the cap: cut it here, not in numpy
                 text = " ".join(text.split(None, cap)[:cap])
             if text.isascii():
@@ -442,9 +451,13 @@ def _words(arr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.intp], npt.NDArra
         pos = pos[~other]
     gap = np.diff(pos)
     real = gap > 1
-    start = pos[:-1][real]
+    runs = np.flatnonzero(~real)
+    cut = len(real) - len(runs)
+    if not len(runs) or runs[0] == cut:  # whitespace runs only at the end (folded text)
+        start, length = pos[:cut], gap[:cut]
+    else:
+        start, length = pos[:-1][real], gap[real]
     start += 1
-    length = gap[real]
     length -= 1
     return start, length
 

@@ -166,7 +166,7 @@ def _first(turn: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any
 def _objects(turns: list[Any], key: str) -> list[dict[str, Any]]:
     if not turns:
         raise InvalidRecordError("empty_conversation", f"{key} is an empty list")
-    if not all(isinstance(t, dict) for t in turns):
+    if not {dict}.issuperset(map(type, turns)) and not all(isinstance(t, dict) for t in turns):
         raise InvalidRecordError("unknown_shape", f"{key} entries must be objects")
     return turns
 

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from dataset_assets.core.config import DatasetConfig
-from dataset_assets.core.dedup import content_hashes
+from dataset_assets.core.dedup import hashes_and_words
 from dataset_assets.core.errors import IntegrityError, InvalidRecordError
 from dataset_assets.core.minhash import Signer
 from dataset_assets.core.normalize import normalize_messages
@@ -135,15 +135,16 @@ class _IndexWriter:
         self.lines: list[int] = []
         self.hashes: list[bytes] = []
         self.splits: list[int] = []
-        self.texts: list[str] = []
+        self.texts: list[str | bytes] = []
 
-    def add(self, ord_: int, line: int, digest: bytes, split: int, messages: list[Message]) -> None:
+    def add(self, ord_: int, line: int, digest: bytes, split: int, conv: "_Candidate") -> None:
         self.ords.append(ord_)
         self.lines.append(line)
         self.hashes.append(digest)
         self.splits.append(split)
         if self.near:
-            self.texts.append(shingle_text(messages))
+            words = conv.words
+            self.texts.append(shingle_text(conv.conversation.messages) if words is None else words)
         if len(self.ords) >= _BATCH:
             self.flush()
 
@@ -189,10 +190,11 @@ def process_partition(
         ):
             for batch in _conversations(stream, spec, cfg, quarantine, summary):
                 lines = []
-                for conv in batch:
+                for candidate in batch:
+                    conv = candidate.conversation
                     split = SPLIT_CODES[assign_split(conv.content_hash, seed, ratios, holdout)]
                     digest = bytes.fromhex(conv.content_hash)
-                    index.add(summary.candidates, conv.line, digest, split, conv.messages)
+                    index.add(summary.candidates, conv.line, digest, split, candidate)
                     lines.append(conv.to_json_line())
                     summary.candidates += 1
                 records.write(b"".join(lines))
@@ -208,7 +210,7 @@ def _conversations(
     cfg: DatasetConfig,
     quarantine: QuarantineWriter,
     summary: PartitionSummary,
-) -> Iterator[list[Conversation]]:
+) -> Iterator[list["_Candidate"]]:
     """The file's conversations in file order, in batches of about ``_HASH_BATCH_CHARS``
     characters (content hashes are computed per batch); bad records go to ``quarantine``."""
     family, uri, options = spec.family, spec.uri, cfg.normalize
@@ -234,13 +236,25 @@ def _conversations(
         yield _hashed(pending, spec, cfg)
 
 
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    conversation: Conversation
+    words: str | bytes | None
+    """When whitespace is folded, the words of :func:`shingle_text` as a folded text for MinHash
+    (see :func:`~dataset_assets.core.dedup.hashes_and_words`), else None."""
+
+
 def _hashed(
     pending: list[tuple[int, list[Message]]], spec: PartitionSpec, cfg: DatasetConfig
-) -> list[Conversation]:
-    digests = content_hashes([messages for _, messages in pending], cfg.dedup)
+) -> list[_Candidate]:
+    batch = [messages for _, messages in pending]
+    digests, words = hashes_and_words(batch, cfg.dedup, words=cfg.dedup.near)
     return [
-        Conversation(messages, spec.family, spec.uri, line, digest)
-        for (line, messages), digest in zip(pending, digests, strict=True)
+        _Candidate(
+            Conversation(messages, spec.family, spec.uri, line, digest),
+            words[i] if words is not None else None,
+        )
+        for i, ((line, messages), digest) in enumerate(zip(pending, digests, strict=True))
     ]
 
 

@@ -6,7 +6,13 @@ import random
 import pytest
 
 from dataset_assets.core.config import DedupOptions
-from dataset_assets.core.dedup import content_hash, content_hashes, fold_whitespace
+from dataset_assets.core.dedup import (
+    content_hash,
+    content_hashes,
+    fold_whitespace,
+    hashes_and_words,
+)
+from dataset_assets.core.minhash import Signer, conversation_text
 from dataset_assets.core.records import Message
 
 # every str.isspace character, control characters that are not whitespace, multi-byte UTF-8
@@ -63,8 +69,40 @@ def test_batch_hashes_equal_one_by_one_hashes(fold_case: bool, fold_whitespace_:
         batch.append([{"role": rng.choice(roles), "content": t} for t in texts[:n]])
         texts = texts[n:]
 
-    assert content_hashes(batch, options) == [content_hash(m, options) for m in batch]
-    assert len(set(content_hashes(batch, options))) > len(batch) // 2
+    hashes, words = hashes_and_words(batch, options)
+    assert hashes == [content_hash(m, options) for m in batch]
+    assert content_hashes(batch, options) == hashes
+    assert len(set(hashes)) > len(batch) // 2
+    # the folded words MinHash gets instead of the raw text: the same signatures
+    raw = [conversation_text([m["content"] for m in messages]) for messages in batch]
+    if fold_whitespace_:
+        assert words is not None
+        signer = Signer(64, 16, 2)
+        assert (signer.signatures(words) == signer.signatures(raw)).all()
+    else:
+        assert words is None
+
+
+def test_words_of_ascii_and_unicode_batches_sign_like_the_raw_text() -> None:
+    ascii_batch: list[list[Message]] = [
+        [
+            {"role": "user", "content": f"  Hello\n\n WORLD {i}\t"},
+            {"role": "assistant", "content": "ok"},
+        ]
+        for i in range(3)
+    ]
+    unicode_batch: list[list[Message]] = [
+        [{"role": "user", "content": "Stra\u00dfe\u3000ist  LANG"}]
+    ]
+    signer = Signer()
+    for batch in (ascii_batch, unicode_batch, ascii_batch + unicode_batch):
+        _, words = hashes_and_words(batch, DedupOptions())
+        raw = [conversation_text([m["content"] for m in messages]) for messages in batch]
+        assert words is not None
+        assert (signer.signatures(words) == signer.signatures(raw)).all()
+    _, words = hashes_and_words(ascii_batch, DedupOptions())
+    assert words == [b"hello world %d\nok" % i for i in range(3)]
+    assert hashes_and_words(ascii_batch, DedupOptions(), words=False)[1] is None
 
 
 def test_content_hash_definition_is_unchanged() -> None:

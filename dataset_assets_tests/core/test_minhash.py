@@ -125,6 +125,22 @@ def test_identical_texts_identical_signatures_in_any_batch():
     assert not np.array_equal(a, c)
 
 
+def test_bytes_texts_are_lowercased_ascii_with_the_same_signatures():
+    """A bytes text (ASCII, already lowercased) signs like its str, also past the cut."""
+    rng = random.Random(3)
+    texts = [
+        messy_text(rng, rng.randint(0, 300)).encode("ascii", "ignore").decode() for _ in range(40)
+    ]
+    texts += [
+        "",
+        "Hello  World\x1c\x1fx",
+        " ".join(f"{'Z' * 40}{i}" for i in range(MAX_SHINGLED_WORDS + 10)),
+    ]
+    signer = Signer()
+    mixed = [t.encode().lower() if i % 2 else t for i, t in enumerate(texts)]
+    assert np.array_equal(signer.signatures(mixed), signer.signatures(texts))
+
+
 def test_case_does_not_matter_in_any_script():
     signer = Signer()
     a, b, c = signer.signatures(
