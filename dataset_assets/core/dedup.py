@@ -78,7 +78,8 @@ def _groups(batch: Sequence[list[Message]]) -> Iterator[Sequence[list[Message]]]
     """Consecutive conversations of about ``_FOLD_GROUP_CHARS`` characters (at least one)."""
     start, size = 0, 0
     for end, messages in enumerate(batch, 1):
-        size += sum(len(m["content"]) for m in messages)
+        for m in messages:
+            size += len(m["content"])
         if size >= _FOLD_GROUP_CHARS:
             yield batch[start:end]
             start, size = end, 0
@@ -109,14 +110,21 @@ def _fold_group(texts: Sequence[str]) -> tuple[list[str], bytes | None, list[int
 
     Returns the folded texts and, when they are all ASCII, what is left (bytes) and the
     positions of its separators (text ``i`` is ``left[cuts[i] + 1 : cuts[i + 1]]``)."""
-    encoded = [text.encode() for text in texts]
-    buf = b"\n".join([b"", *encoded, b""])
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    if not buf.isascii():
-        arr = blank_unicode_spaces(arr)  # multi-byte spaces: all their bytes are b" "
-    sep = np.empty(len(encoded) + 1, dtype=np.int64)
+    joined = "\n".join(["", *texts, ""])
+    ascii_ = joined.isascii()
+    if ascii_:  # characters are bytes
+        buf = joined.encode("ascii")
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        lengths = map(len, texts)
+    else:
+        encoded = [text.encode() for text in texts]
+        buf = b"\n".join([b"", *encoded, b""])
+        # multi-byte spaces: all their bytes are b" "
+        arr = blank_unicode_spaces(np.frombuffer(buf, dtype=np.uint8))
+        lengths = map(len, encoded)
+    sep = np.empty(len(texts) + 1, dtype=np.int64)
     sep[0] = 0
-    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)) + 1, out=sep[1:])
+    np.cumsum(np.fromiter(lengths, dtype=np.int64, count=len(texts)) + 1, out=sep[1:])
     # whitespace bytes: \t \n \v \f \r (9-13), \x1c-\x1f (28-31) and the space
     ws = arr <= 32
     control = np.flatnonzero(arr < 32)
@@ -144,7 +152,7 @@ def _fold_group(texts: Sequence[str]) -> tuple[list[str], bytes | None, list[int
     res[drop] = 0xFF
     res[sep] = 10
     folded = res.tobytes().replace(b"\xff", b"")
-    if not folded.isascii():
+    if not ascii_:
         return folded.decode().split("\n")[1:-1], None, []
     # ASCII: characters are bytes; cut at the separators' new positions
     dropped = drop[res[drop] == 0xFF]  # not the separators

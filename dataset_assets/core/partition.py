@@ -22,9 +22,10 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -115,6 +116,13 @@ def _index_schema(near: bool, num_perm: int, bands: int) -> pa.Schema:
     return pa.schema(fields)
 
 
+def _arrow(data: "npt.NDArray[Any] | bytes", type_: pa.DataType, n: int = -1) -> pa.Array:
+    """An Arrow array of ``n`` (default: ``len(data)``) fixed-size values over ``data``'s
+    buffer: no copy, and not ``pa.array``, whose first call in a process imports pandas
+    (~0.2 s per worker)."""
+    return pa.Array.from_buffers(type_, len(data) if n < 0 else n, [None, pa.py_buffer(data)])
+
+
 class _IndexWriter:
     """Buffers index rows and writes them in row groups; signatures are computed per batch."""
 
@@ -136,6 +144,7 @@ class _IndexWriter:
         self.hashes: list[bytes] = []
         self.splits: list[int] = []
         self.texts: list[str | bytes] = []
+        self.sigs: list[npt.NDArray[np.uint32]] = []
 
     def add(self, ord_: int, line: int, digest: bytes, split: int, conv: "_Candidate") -> None:
         self.ords.append(ord_)
@@ -148,26 +157,31 @@ class _IndexWriter:
         if len(self.ords) >= _BATCH:
             self.flush()
 
+    def sign(self) -> None:
+        """Compute the signatures of the rows added since the last call (while their texts
+        are still in the CPU caches)."""
+        if self.signer is not None and self.texts:
+            self.sigs.append(self.signer.signatures(self.texts))
+            self.texts = []
+
     def flush(self) -> None:
         if not self.ords:
             return
         cols: list[pa.Array] = [
-            pa.array(self.ords, pa.uint32()),
-            pa.array(self.lines, pa.int64()),
-            pa.array(self.hashes, pa.binary(32)),
-            pa.array(self.splits, pa.uint8()),
+            _arrow(np.array(self.ords, dtype=np.uint32), pa.uint32()),
+            _arrow(np.array(self.lines, dtype=np.int64), pa.int64()),
+            _arrow(b"".join(self.hashes), pa.binary(32), len(self.hashes)),
+            _arrow(np.array(self.splits, dtype=np.uint8), pa.uint8()),
         ]
         if self.signer is not None:
-            sigs = np.ascontiguousarray(self.signer.signatures(self.texts), dtype=np.uint32)
+            self.sign()
+            sigs = np.ascontiguousarray(np.concatenate(self.sigs), dtype=np.uint32)
             keys = np.ascontiguousarray(self.signer.band_keys(sigs)).view(np.int64)
-            cols.append(
-                pa.FixedSizeListArray.from_arrays(pa.array(keys.reshape(-1)), keys.shape[1])
-            )
-            cols.append(
-                pa.FixedSizeListArray.from_arrays(pa.array(sigs.reshape(-1)), sigs.shape[1])
-            )
+            for values, type_ in ((keys, pa.int64()), (sigs, pa.uint32())):
+                flat = _arrow(values.reshape(-1), type_)
+                cols.append(pa.FixedSizeListArray.from_arrays(flat, values.shape[1]))
         self.writer.write_table(pa.Table.from_arrays(cols, schema=self.schema))
-        self.ords, self.lines, self.hashes, self.splits, self.texts = [], [], [], [], []
+        self.ords, self.lines, self.hashes, self.splits, self.sigs = [], [], [], [], []
 
     def close(self) -> None:
         self.flush()
@@ -198,6 +212,7 @@ def process_partition(
                     lines.append(conv.to_json_line())
                     summary.candidates += 1
                 records.write(b"".join(lines))
+                index.sign()
             summary.quarantined_by_reason = dict(quarantine.counts)
     finally:
         index.close()
@@ -228,7 +243,8 @@ def _conversations(
             quarantine.add(exc.reason, family, uri, item.line, raw, exc.detail)
             continue
         pending.append((item.line, messages))
-        size += sum(len(m["content"]) for m in messages)
+        for m in messages:
+            size += len(m["content"])
         if size >= _HASH_BATCH_CHARS:
             yield _hashed(pending, spec, cfg)
             pending, size = [], 0
