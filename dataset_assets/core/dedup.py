@@ -20,6 +20,9 @@ from dataset_assets.core.records import Message
 
 _FOLD_GROUP_CHARS = 1 << 18
 """Texts are folded in groups of about this many characters (temporaries stay in cache)."""
+_FOLD_ARRAYS_MAX_CHARS = 1 << 22
+"""Larger groups (one huge conversation) are folded with ``str.split``: the same result, with
+memory bounded by the text rather than by its number of whitespace characters."""
 _U8 = np.uint8
 
 
@@ -111,6 +114,8 @@ def _fold_group(texts: Sequence[str]) -> tuple[list[str], bytes | None, list[int
     Returns the folded texts and, when they are all ASCII, what is left (bytes) and the
     positions of its separators (text ``i`` is ``left[cuts[i] + 1 : cuts[i + 1]]``)."""
     joined = "\n".join(["", *texts, ""])
+    if len(joined) > _FOLD_ARRAYS_MAX_CHARS:  # a huge record: no arrays of 8 bytes per space
+        return [" ".join(text.split()) for text in texts], None, []
     ascii_ = joined.isascii()
     if ascii_:  # characters are bytes
         buf = joined.encode("ascii")

@@ -51,6 +51,7 @@ def test_fold_whitespace_is_split_and_join_of_every_text(ascii_only: bool) -> No
     pieces = [p for p in PIECES if p.isascii()] if ascii_only else PIECES
     texts = _texts(rng, pieces, 2000)  # several fold groups, texts of every kind
     texts += ["", " ", "\n\n", " a ", "a\u3000\u3000b\x1f", "x" * 300_000 + " \n y "]
+    texts += [" a \n\n" * 1_100_000, "b"]  # over 4M characters: folded without arrays
 
     assert fold_whitespace(texts) == [" ".join(t.split()) for t in texts]
     assert fold_whitespace([]) == []
@@ -95,7 +96,8 @@ def test_words_of_ascii_and_unicode_batches_sign_like_the_raw_text() -> None:
         [{"role": "user", "content": "Stra\u00dfe\u3000ist  LANG"}]
     ]
     signer = Signer()
-    for batch in (ascii_batch, unicode_batch, ascii_batch + unicode_batch):
+    huge: list[list[Message]] = [[{"role": "user", "content": "W  x\n" * 1_100_000}]]
+    for batch in (ascii_batch, unicode_batch, ascii_batch + unicode_batch, huge + ascii_batch):
         _, words = hashes_and_words(batch, DedupOptions())
         raw = [conversation_text([m["content"] for m in messages]) for messages in batch]
         assert words is not None
