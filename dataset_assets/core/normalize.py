@@ -315,6 +315,7 @@ def normalize_messages(value: Any, options: NormalizeOptions) -> list[Message]:
         turns = [t for t in turns if t["role"] != "system"]
     if options.default_system_prompt and not any(t["role"] == "system" for t in turns):
         turns.insert(0, {"role": "system", "content": options.default_system_prompt})
-    if not any(t["role"] != "system" for t in turns):
-        raise InvalidRecordError("empty_conversation", "no user or assistant turn")
-    return turns
+    for t in turns:
+        if t["role"] != "system":
+            return turns
+    raise InvalidRecordError("empty_conversation", "no user or assistant turn")

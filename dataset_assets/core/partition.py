@@ -252,7 +252,7 @@ def _conversations(
         yield _hashed(pending, spec, cfg)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Candidate:
     conversation: Conversation
     words: str | bytes | None
