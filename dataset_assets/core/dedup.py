@@ -160,9 +160,11 @@ def _fold_group(texts: Sequence[str]) -> tuple[list[str], bytes | None, list[int
     if not ascii_:
         return folded.decode().split("\n")[1:-1], None, []
     # ASCII: characters are bytes; cut at the separators' new positions
-    dropped = drop[res[drop] == 0xFF]  # not the separators
-    dropped.sort()
-    dropped = dropped[np.diff(dropped, prepend=-1) != 0]  # each once
+    dropped = drop  # sorted, and no separator follows whitespace
+    if len(trailing):
+        dropped = drop[res[drop] == 0xFF]  # not the separators
+        dropped.sort()
+        dropped = dropped[np.diff(dropped, prepend=-1) != 0]  # each once
     cuts = (sep - np.searchsorted(dropped, sep)).tolist()
     text = folded.decode("ascii")
     return [text[a + 1 : b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)], folded, cuts
