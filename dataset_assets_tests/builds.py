@@ -6,7 +6,9 @@ from typing import Any
 import yaml
 
 from dataset_assets.core.config import DatasetConfig, load_config
+from dataset_assets.core.manifest import FileEntry
 from dataset_assets.core.sample import sample_config, write_sample
+from dataset_assets.core.streams import zstd_decompress
 from dataset_assets.storage import S3ObjectStore, S3Settings
 
 
@@ -50,3 +52,12 @@ def dagster_resources(config_path: Path, settings: S3Settings) -> dict[str, Any]
         secret_access_key=settings.secret_access_key,
     )
     return {"dataset": dataset, "s3": s3, "s3_publish": S3PublishIOManager(dataset=dataset, s3=s3)}
+
+
+def object_lines(store: S3ObjectStore, entry: FileEntry) -> list[bytes]:
+    """The JSONL lines of a published shard or export, read back from S3 (decompressed when
+    the entry says it is zstd-compressed), as a user of the data would read them."""
+    data = store.get_bytes(entry.key)
+    if entry.compression == "zstd":
+        data = zstd_decompress(data, entry.uri)
+    return data.splitlines()

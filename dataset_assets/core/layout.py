@@ -4,6 +4,20 @@ from pathlib import PurePosixPath
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 EXPORT_NAME = "final_training_dataset.jsonl"
+JSONL = ".jsonl"
+JSONL_ZST = ".jsonl.zst"
+SUFFIXES: tuple[str, ...] = (JSONL, JSONL_ZST)
+"""File name endings of shards and exports: plain JSONL, or JSONL compressed with zstd."""
+
+
+def data_suffix(compression: str | None) -> str:
+    """``.jsonl.zst`` for zstd-compressed shards and exports, ``.jsonl`` for plain ones."""
+    return JSONL_ZST if compression == "zstd" else JSONL
+
+
+def strip_suffix(name: str) -> str:
+    """A shard or export file name without its ``.jsonl`` / ``.jsonl.zst`` ending."""
+    return name.removesuffix(JSONL_ZST).removesuffix(JSONL)
 
 
 def _join(*parts: str) -> str:
@@ -15,12 +29,14 @@ def shard_id(split: str, index: int, sha256: str) -> str:
     return f"{split}-{index:05d}-{sha256[:12]}"
 
 
-def shard_key(prefix: str, split: str, sid: str) -> str:
-    return _join(prefix, split, f"{sid}.jsonl")
+def shard_key(prefix: str, split: str, sid: str, suffix: str = JSONL) -> str:
+    return _join(prefix, split, f"{sid}{suffix}")
 
 
-def export_key(prefix: str) -> str:
-    return _join(prefix, "compiled", EXPORT_NAME)
+def export_key(prefix: str, suffix: str = JSONL) -> str:
+    """The fixed, well-known export key: ``{prefix}/compiled/final_training_dataset.jsonl``
+    (``.jsonl.zst`` for a compressed export)."""
+    return _join(prefix, "compiled", strip_suffix(EXPORT_NAME) + suffix)
 
 
 def build_manifest_key(prefix: str, build_id: str) -> str:
@@ -98,12 +114,11 @@ def probe_key(prefix: str, token: str) -> str:
     return _join(prefix, "_probe", f"{token}.json")
 
 
-def build_export_key(prefix: str, digest: str) -> str:
+def build_export_key(prefix: str, digest: str, suffix: str = JSONL) -> str:
     """A build's immutable, content-addressed export:
-    ``{prefix}/compiled/final_training_dataset-{digest[:12]}.jsonl``. The fixed
+    ``{prefix}/compiled/final_training_dataset-{digest[:12]}.jsonl[.zst]``. The fixed
     :func:`export_key` holds a copy of the latest committed build's."""
-    stem = EXPORT_NAME.removesuffix(".jsonl")
-    return _join(prefix, "compiled", f"{stem}-{digest[:12]}.jsonl")
+    return _join(prefix, "compiled", f"{strip_suffix(EXPORT_NAME)}-{digest[:12]}{suffix}")
 
 
 def cache_partition_key(prefix: str, digest: str, name: str) -> str:

@@ -36,7 +36,7 @@ def _drop_unset_optional(data: dict[str, Any], optional: frozenset[str]) -> dict
     return {k: v for k, v in data.items() if k not in optional or v not in (None, [], {})}
 
 
-_FILE_OPTIONAL = frozenset({"md5", "etag", "parts"})
+_FILE_OPTIONAL = frozenset({"md5", "etag", "parts", "compression"})
 _MANIFEST_OPTIONAL = frozenset({"dedup", "cache_keys"})
 
 
@@ -55,6 +55,10 @@ class FileEntry(_Model):
             ``UploadPartCopy`` of the file is checked against).
         etag: the S3 ETag the object was verified with (composed files: ``md5-of-md5s-N``).
         parts: keys of the published files this object is the concatenation of, in order.
+        compression: ``zstd`` when the object is JSONL compressed with zstd (one frame per
+            shard; a composed export is their concatenation, itself a valid zstd stream);
+            None: plain bytes. ``bytes``, ``sha256``, ``md5`` and ``etag`` are of the object
+            as stored (compressed).
     """
 
     key: str
@@ -66,6 +70,7 @@ class FileEntry(_Model):
     md5: str | None = Field(default=None, pattern=_MD5)
     etag: str | None = None
     parts: list[str] = Field(default_factory=list)
+    compression: Literal["zstd"] | None = None
 
     @model_serializer(mode="wrap")
     def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

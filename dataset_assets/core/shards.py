@@ -1,13 +1,21 @@
-"""Size-bounded shard writer: hashes and counts while writing, names shards from their content."""
+"""Size-bounded shard writer: compresses, hashes and counts while writing, names shards from
+their content."""
 
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import zstandard
+
 from dataset_assets.core.hashing import StreamHasher
-from dataset_assets.core.layout import shard_id
+from dataset_assets.core.layout import data_suffix, shard_id
 from dataset_assets.core.staged import StagedFile
+
+ZSTD_LEVEL = 3
+"""zstd's default level: on chat JSONL ~3.5x smaller at ~180 MB/s per core here (level 1:
+~2.8x at ~220 MB/s). What the shard stage saves in upload, storage and server-side copies is
+several times what it spends compressing."""
 
 # Lines are written and hashed in blocks of about this size: one write and one update of each
 # hash per block instead of per line (per-line hashing costs more in calls than in bytes).
@@ -22,40 +30,51 @@ def write_shards(
     shard_size: int,
     part_size: int,
     key_for: Callable[[str], str],
+    compression: str | None = None,
 ) -> Iterator[StagedFile]:
-    """Write ``(json_line, family)`` pairs into shards of at most ``shard_size`` bytes.
+    """Write ``(json_line, family)`` pairs into shards of at most ``shard_size`` JSONL bytes.
 
-    Yields each shard as soon as it is complete (fsynced, renamed to its content-derived name),
-    so the consumer can publish it while the next one is written. A single record larger than
-    ``shard_size`` gets a shard of its own.
+    With ``compression="zstd"`` each shard is one zstd frame of its lines (``shard_size``
+    bounds the lines before compression); the digest (sha256, MD5, ETag) is of the file's
+    bytes, i.e. of the compressed frame. Yields each shard as soon as it is complete (fsynced,
+    renamed to its content-derived name), so the consumer can publish it while the next one is
+    written. A single record larger than ``shard_size`` gets a shard of its own.
     """
     staging_dir.mkdir(parents=True, exist_ok=True)
+    suffix = data_suffix(compression)
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL) if compression == "zstd" else None
     index = 0
     tmp = staging_dir / f".{split}-{index:05d}.tmp"
     fh = tmp.open("wb")
     hasher = StreamHasher(part_size=part_size)
+    frame = compressor.compressobj() if compressor is not None else None
     records = 0
     size = 0
     block: list[bytes] = []
     block_size = 0
     families: Counter[str] = Counter()
 
+    def write(data: bytes) -> None:
+        fh.write(data)
+        hasher.update(data)
+
     def flush_block() -> None:
         nonlocal block_size
         data = b"".join(block)
-        fh.write(data)
-        hasher.update(data)
+        write(frame.compress(data) if frame is not None else data)
         block.clear()
         block_size = 0
 
     def finish() -> StagedFile:
         flush_block()
+        if frame is not None:
+            write(frame.flush())
         fh.flush()
         os.fsync(fh.fileno())
         fh.close()
         digest = hasher.digest()
         sid = shard_id(split, index, digest.sha256)
-        final = staging_dir / f"{sid}.jsonl"
+        final = staging_dir / f"{sid}{suffix}"
         tmp.rename(final)
         return StagedFile(final, key_for(sid), digest, records, dict(families))
 
@@ -67,6 +86,7 @@ def write_shards(
                 tmp = staging_dir / f".{split}-{index:05d}.tmp"
                 fh = tmp.open("wb")
                 hasher = StreamHasher(part_size=part_size)
+                frame = compressor.compressobj() if compressor is not None else None
                 records = 0
                 size = 0
                 families = Counter()

@@ -1,8 +1,13 @@
-"""A buffered binary stream over an iterator of byte chunks (S3 bodies, spool records)."""
+"""A buffered binary stream over an iterator of byte chunks (S3 bodies, spool records), and
+zstd decompression of whole objects."""
 
 import io
 from collections.abc import Iterable
 from typing import BinaryIO
+
+import zstandard
+
+from dataset_assets.core.errors import IntegrityError
 
 _BUFFER = 1 << 20
 
@@ -30,3 +35,24 @@ class _ChunkStream(io.RawIOBase):
 def open_chunks(chunks: Iterable[bytes]) -> BinaryIO:
     """A readable, non-seekable binary stream yielding the chunks' bytes in order."""
     return io.BufferedReader(_ChunkStream(chunks), buffer_size=_BUFFER)
+
+
+def zstd_decompress(data: bytes, what: str) -> bytes:
+    """The bytes of every zstd frame in ``data``, concatenated (a composed export is one frame
+    per shard).
+
+    Raises:
+        IntegrityError: ``data`` is not a sequence of complete zstd frames (``what`` names it).
+    """
+    out = []
+    view = data
+    try:
+        while view:
+            d = zstandard.ZstdDecompressor().decompressobj()
+            out.append(d.decompress(view))
+            if not d.eof:
+                raise IntegrityError(what, "complete zstd frames", "a cut frame")
+            view = d.unused_data
+    except zstandard.ZstdError as exc:
+        raise IntegrityError(what, "zstd frames", str(exc)) from exc
+    return b"".join(out)

@@ -22,6 +22,7 @@ import orjson
 from dataset_assets.core.errors import ConfigError, IntegrityError
 from dataset_assets.core.layout import SPLITS, parse_s3_uri
 from dataset_assets.core.manifest import Manifest, ShardEntry
+from dataset_assets.core.streams import zstd_decompress
 from dataset_assets.loader.cache import ShardCache
 from dataset_assets.loader.fetch import ByteRangeReader, RetryPolicy, fetch_shard, shard_path
 from dataset_assets.loader.plan import (
@@ -409,6 +410,8 @@ class S3DatasetLoader:
         data, _ = fetch_shard(
             reader, key, shard, policy=self.options.retry, cache=self._get_cache()
         )
+        if shard.compression == "zstd":  # verified as stored, then decompressed
+            data = zstd_decompress(data, f"shard {shard.shard_id} ({shard.uri})")
         lines = data.split(b"\n")
         if lines and not lines[-1]:
             lines.pop()

@@ -17,7 +17,8 @@ streamed, each shard's bytes are checked against that shard's sha256 on the way,
 whole-file sha256 would cost a core-second per ~500 MB for no extra assurance. ``verify
 --readback`` checks each part's byte range against its shard's sha256 (:func:`export_problems`).
 
-The fixed, well-known key (``compiled/final_training_dataset.jsonl``) changes only after a build
+The fixed, well-known key (``compiled/final_training_dataset.jsonl.zst``, ``.jsonl`` for plain
+shards) changes only after a build
 commits: :func:`promote_export`, called after the latest pointer names the build, server-side
 copies the committed build's export there.
 """
@@ -30,7 +31,13 @@ from collections.abc import Sequence
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.errors import ManifestError, ObjectNotFoundError, StorageError
 from dataset_assets.core.hashing import multipart_etag
-from dataset_assets.core.layout import build_export_key, export_key, latest_manifest_key
+from dataset_assets.core.layout import (
+    SUFFIXES,
+    build_export_key,
+    data_suffix,
+    export_key,
+    latest_manifest_key,
+)
 from dataset_assets.core.manifest import FileEntry, Manifest
 from dataset_assets.storage import S3ObjectStore
 from dataset_assets.storage.compose import (
@@ -56,8 +63,25 @@ def parts_digest(parts: Sequence[FileEntry]) -> str:
 
 
 def immutable_export_key(prefix: str, parts: Sequence[FileEntry]) -> str:
-    """The build's export key, ``{prefix}/compiled/final_training_dataset-{digest[:12]}.jsonl``."""
-    return build_export_key(prefix, parts_digest(parts))
+    """The build's export key,
+    ``{prefix}/compiled/final_training_dataset-{digest[:12]}.jsonl[.zst]`` (``.zst`` when its
+    parts are zstd-compressed)."""
+    return build_export_key(prefix, parts_digest(parts), data_suffix(parts_compression(parts)))
+
+
+def parts_compression(parts: Sequence[FileEntry]) -> str | None:
+    """The compression every part shares (their concatenation then has it too).
+
+    Raises:
+        ManifestError: the parts mix compressed and plain files (a concatenation of both
+            would be neither).
+    """
+    kinds = {p.compression for p in parts}
+    if len(kinds) > 1:
+        raise ManifestError(
+            f"cannot concatenate shards of different compressions ({sorted(map(str, kinds))})"
+        )
+    return kinds.pop() if kinds else None
 
 
 def compose_build_export(
@@ -106,6 +130,7 @@ def compose_export(store: S3ObjectStore, parts: Sequence[FileEntry], key: str) -
         families=dict(families),
         etag=etag,
         parts=[p.key for p in parts],
+        compression=parts_compression(parts),
     )
 
 
@@ -141,15 +166,21 @@ def promote_export(store: S3ObjectStore, manifest: Manifest) -> None:
         ManifestError: no latest pointer (the build has not committed).
         StorageError: S3 failures, or the pointer kept moving for several rounds.
     """
-    target = export_key(manifest.prefix)
     for _ in range(_PROMOTE_ROUNDS):
         latest = _latest(store, manifest.prefix)
         export = latest.export
+        compression = export.compression if export is not None else None
+        target = export_key(manifest.prefix, data_suffix(compression))
         if export is not None and export.key == target:
             return
-        if export is None:
-            store.delete(target)  # a copy: the older build's immutable export stays (gc's call)
-        elif not _is_promoted(store, target, latest.build_id, export):
+        # The fixed key of the other compression holds an older build's export (the config
+        # changed): removed, like the fixed key of a build without an export. These are
+        # copies: the older builds' immutable exports stay (gc's call).
+        for suffix in SUFFIXES:
+            other = export_key(manifest.prefix, suffix)
+            if export is None or other != target:
+                store.delete(other)
+        if export is not None and not _is_promoted(store, target, latest.build_id, export):
             copy_object(
                 store,
                 export.key,
@@ -163,6 +194,7 @@ def promote_export(store: S3ObjectStore, manifest: Manifest) -> None:
             )
         if _latest(store, manifest.prefix).build_id == latest.build_id:
             return
+    target = export_key(manifest.prefix)
     raise StorageError(
         f"{store.uri(target)}: the latest pointer moved {_PROMOTE_ROUNDS} times while the export "
         "was being promoted; run promote_export again",

@@ -10,6 +10,7 @@ import orjson
 from dataset_assets.core.errors import ManifestError, ObjectNotFoundError
 from dataset_assets.core.layout import (
     SPLITS,
+    SUFFIXES,
     build_id_of_manifest_key,
     build_manifest_key,
     build_sidecar_prefix,
@@ -208,7 +209,11 @@ def _protect(
         ) from exc
     latest_id = _pointer_build_id(pointer, store.uri(latest_manifest_key(prefix)))
     manifests = _list_manifests(store, prefix)
-    newest = sorted(manifests, key=lambda m: m.committed, reverse=True)[: rules.keep]
+    # S3 times have a 1 s resolution: among manifests of the same second the pointer's build
+    # is the newest (else two quick builds could both be kept, the older instead of the latest)
+    newest = sorted(manifests, key=lambda m: (m.committed, m.build_id == latest_id), reverse=True)[
+        : rules.keep
+    ]
     kept = {latest_id, *(m.build_id for m in newest)} | _inside_grace(
         manifests, latest_id, _time(pointer_info), rules, now
     )
@@ -253,7 +258,12 @@ def _pointer_build_id(data: bytes, source: str) -> str:
 def _fixed_keys(prefix: str) -> frozenset[str]:
     """Keys replaced in place, never collected: the pointer, the fixed export, the lease."""
     return frozenset(
-        {latest_manifest_key(prefix), export_key(prefix), lease_key(prefix), readme_key(prefix)}
+        {
+            latest_manifest_key(prefix),
+            *(export_key(prefix, suffix) for suffix in SUFFIXES),
+            lease_key(prefix),
+            readme_key(prefix),
+        }
     )
 
 

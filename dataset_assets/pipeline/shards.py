@@ -24,7 +24,7 @@ from pydantic import TypeAdapter
 
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.errors import IntegrityError, ObjectNotFoundError
-from dataset_assets.core.layout import SPLITS, cache_shards_key, shard_key
+from dataset_assets.core.layout import SPLITS, cache_shards_key, data_suffix, shard_key
 from dataset_assets.core.manifest import ShardEntry
 from dataset_assets.core.partition import RECORDS_NAME, SPLIT_CODES, read_records
 from dataset_assets.core.shards import write_shards
@@ -54,8 +54,14 @@ class ShardStats:
     peak_staged_bytes: int = 0
 
 
+def shard_compression(cfg: DatasetConfig) -> str | None:
+    return None if cfg.shard_compression == "none" else cfg.shard_compression
+
+
 def shard_set_digest(cfg: DatasetConfig, part: PartitionRef, split: str) -> str:
     body = [part.digest, part.decisions_sha256, split, cfg.prefix, cfg.shard_size, cfg.part_size]
+    if cfg.shard_compression != "none":
+        body.append(cfg.shard_compression)
     return hashlib.sha256(orjson.dumps(body)).hexdigest()
 
 
@@ -178,13 +184,15 @@ def _publish_split(
     """Write the split's shards and publish each as soon as it is written; writing stops at the
     first failed publish, so an unreachable store never fills the disk (PublishError; the
     failed shards stay local)."""
+    compression = shard_compression(cfg)
     staged = write_shards(
         lines,
         split=split,
         staging_dir=staging,
         shard_size=cfg.shard_size,
         part_size=cfg.part_size,
-        key_for=lambda sid: shard_key(cfg.prefix, split, sid),
+        key_for=lambda sid: shard_key(cfg.prefix, split, sid, data_suffix(compression)),
+        compression=compression,
     )
     futures = []
     for item in staged:
@@ -211,7 +219,10 @@ def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], Sh
         with Publisher(store, max_in_flight=k, verify=cfg.verify, journal=task.journal) as pub:
             for split, lines in lines_by_split(records, codes, missing, part.family, spill):
                 published = _publish_split(cfg, pub, split, lines, staging / split)
-                entries[split] = [shard_entry(split, p, md5=p.md5) for p in published]
+                entries[split] = [
+                    shard_entry(split, p, md5=p.md5, compression=shard_compression(cfg))
+                    for p in published
+                ]
                 written += len(published)
                 uploaded += sum(p.uploaded for p in published)
                 key = cache_shards_key(cfg.prefix, shard_set_digest(cfg, part, split))

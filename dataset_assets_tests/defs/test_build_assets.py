@@ -13,7 +13,12 @@ from dataset_assets.core.manifest import Manifest
 from dataset_assets.defs.assets import COMPILE_ASSETS
 from dataset_assets.pipeline.export import export_problems
 from dataset_assets.storage import S3ObjectStore, S3Settings
-from dataset_assets_tests.builds import config_and_store, dagster_resources, write_build_config
+from dataset_assets_tests.builds import (
+    config_and_store,
+    dagster_resources,
+    object_lines,
+    write_build_config,
+)
 
 
 def _materialize(config_path: Path, settings: S3Settings) -> dg.ExecuteInProcessResult:
@@ -100,7 +105,7 @@ def test_materialize_publishes_a_verified_dataset_and_leaves_no_local_copies(bui
     # published paths are relative to the config file's folder: no host path leaks
     assert all(e["source"].startswith("data/generated/") for e in entries)
     assert all(i.uri.startswith("data/generated/") for i in manifest.inputs)
-    first = orjson.loads(store.get_bytes(manifest.shards[0].key).splitlines()[0])
+    first = orjson.loads(object_lines(store, manifest.shards[0])[0])
     assert first["metadata"]["source"].startswith("data/generated/")
 
     # the export is the shards' bytes, in manifest order (composed in S3, never re-uploaded)
@@ -163,7 +168,7 @@ def test_rebuild_with_new_data_replaces_export_and_latest_manifest_keeps_old_bui
     assert second.export.key != first.export.key
     assert export_problems(store, second, readback=True) == []
     # the fixed export name now holds the committed build's export
-    fixed = store.get_bytes(f"{second.prefix}/compiled/final_training_dataset.jsonl")
+    fixed = store.get_bytes(f"{second.prefix}/compiled/final_training_dataset.jsonl.zst")
     assert fixed == store.get_bytes(second.export.key)
 
 

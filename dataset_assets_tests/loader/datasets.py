@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+import zstandard
 
 from dataset_assets.core.layout import (
     build_manifest_key,
+    data_suffix,
     latest_manifest_key,
     s3_uri,
     shard_id,
@@ -48,8 +50,10 @@ def make_dataset(
     shard_sizes: dict[str, list[int]],
     build: str = "b1",
     uri_of: "str | None" = None,
+    compression: "str | None" = None,
 ) -> Dataset:
-    """Shards of the given record counts per split; ``uri_of='local'`` stores relative paths."""
+    """Shards of the given record counts per split; ``uri_of='local'`` stores relative paths;
+    ``compression='zstd'``: each shard is one zstd frame (``.jsonl.zst``), as builds publish."""
     shards: list[ShardEntry] = []
     blobs: dict[str, bytes] = {}
     records: dict[str, list[dict[str, object]]] = {}
@@ -62,9 +66,11 @@ def make_dataset(
             n += size
             records[split].extend(recs)
             data = b"".join(orjson.dumps(r) + b"\n" for r in recs)
+            if compression == "zstd":
+                data = zstandard.ZstdCompressor(level=3).compress(data)
             sha = hashlib.sha256(data).hexdigest()
             sid = shard_id(split, index, sha)
-            key = shard_key(PREFIX, split, sid)
+            key = shard_key(PREFIX, split, sid, data_suffix(compression))
             fams: dict[str, int] = {}
             for r in recs:
                 fam = str(r["metadata"]["family"])  # type: ignore[index]
@@ -81,6 +87,7 @@ def make_dataset(
                     families=fams,
                     split=split,
                     shard_id=sid,  # type: ignore[arg-type]
+                    compression="zstd" if compression == "zstd" else None,
                 )
             )
             blobs[key] = data

@@ -103,8 +103,11 @@ def test_package_exports_the_adapter_lazily() -> None:
     assert "hf_iterable_dataset" in loader_pkg.__all__
 
 
-def test_published_hf_readme_is_read_by_datasets_load_dataset(tmp_path: Path) -> None:
-    ds = make_dataset("bkt", SIZES, uri_of="local")
+@pytest.mark.parametrize("compression", [None, "zstd"])
+def test_published_hf_readme_is_read_by_datasets_load_dataset(
+    tmp_path: Path, compression: str | None
+) -> None:
+    ds = make_dataset("bkt", SIZES, uri_of="local", compression=compression)
     write_local(ds, tmp_path)
     cfg = parse_config(
         {

@@ -16,6 +16,7 @@ from dataset_assets.core.manifest import Manifest
 from dataset_assets.core.provenance import read_provenance
 from dataset_assets.pipeline.build import Build, build_dataset
 from dataset_assets.storage import S3ObjectStore, S3Settings
+from dataset_assets_tests.builds import object_lines
 
 
 def _config(tmp: Path, **overrides: object) -> DatasetConfig:
@@ -53,7 +54,7 @@ def _published(store: S3ObjectStore, manifest: Manifest) -> dict[str, str]:
     """content_hash → split of every record in the build's shards (read back from S3)."""
     out = {}
     for shard in manifest.shards:
-        for line in store.get_bytes(shard.key).splitlines():
+        for line in object_lines(store, shard):
             out[orjson.loads(line)["metadata"]["content_hash"]] = shard.split
     return out
 
@@ -175,7 +176,7 @@ def test_export_off_publishes_no_export_and_removes_the_stale_fixed_export(
     store = _store(with_export, seaweed)
     first = build_dataset(with_export, store)
     assert first.export is not None
-    fixed = export_key(with_export.prefix)
+    fixed = export_key(with_export.prefix, ".jsonl.zst")  # shards are zstd by default
     assert store.exists(fixed)
 
     _write(tmp_path / "data/main/n.jsonl", records[:10] + [{"text": "only new"}])
@@ -188,3 +189,50 @@ def test_export_off_publishes_no_export_and_removes_the_stale_fixed_export(
     latest = store.uri(f"{no_export.prefix}/manifest.json")
     loaded = list(S3DatasetLoader(latest, settings=seaweed, split="train", shuffle=False))
     assert len(loaded) == second.counts.per_split["train"] > 0
+
+
+def test_shards_and_export_are_zstd_jsonl_and_switching_compression_leaves_no_stale_export(
+    tmp_path: Path, seaweed: S3Settings
+) -> None:
+    """Default: every shard is one zstd frame of JSONL (``.jsonl.zst``) whose sha256 is of the
+    stored bytes; the composed export decompresses to every shard's lines in manifest order.
+    Switching to ``shard_compression: none`` publishes plain ``.jsonl`` and removes the fixed
+    ``.jsonl.zst`` export (it would hold the older build's data)."""
+    import hashlib
+
+    from dataset_assets.core.layout import export_key
+    from dataset_assets.loader import S3DatasetLoader
+
+    records = [r for r, _ in generate(900, seed=7, exact_rate=0.0, near_rate=0.0)]
+    _write(tmp_path / "data/main/m.jsonl", records[:800])
+    _write(tmp_path / "data/held/h.jsonl", records[800:])
+    zstd_cfg = _config(tmp_path)
+    store = _store(zstd_cfg, seaweed)
+    first = build_dataset(zstd_cfg, store)
+    assert first.export is not None and first.export.compression == "zstd"
+    lines: list[bytes] = []
+    for shard in first.shards:
+        body = store.get_bytes(shard.key)
+        assert shard.key.endswith(".jsonl.zst") and shard.compression == "zstd"
+        assert body[:4] == b"\x28\xb5\x2f\xfd"  # the zstd frame magic
+        assert hashlib.sha256(body).hexdigest() == shard.sha256 and len(body) == shard.bytes
+        shard_lines = object_lines(store, shard)
+        assert len(shard_lines) == shard.records
+        lines += shard_lines
+    assert sum(len(x) + 1 for x in lines) > 2 * sum(s.bytes for s in first.shards)
+    assert object_lines(store, first.export) == lines
+    fixed_zst = export_key(zstd_cfg.prefix, ".jsonl.zst")
+    assert store.get_bytes(fixed_zst) == store.get_bytes(first.export.key)
+    uri = store.uri(f"{zstd_cfg.prefix}/manifest.json")
+    for split in ("train", "val", "test"):
+        loader = S3DatasetLoader(uri, settings=seaweed, split=split, shuffle=False)
+        published = [x for s in first.split_shards(split) for x in object_lines(store, s)]
+        assert [orjson.dumps(r) for r in loader] == published
+
+    plain_cfg = _config(tmp_path, bucket=zstd_cfg.bucket, shard_compression="none")
+    second = build_dataset(plain_cfg, store)
+    assert second.export is not None and second.export.compression is None
+    assert all(s.key.endswith(".jsonl") and s.compression is None for s in second.shards)
+    assert not store.exists(fixed_zst), "the .jsonl.zst fixed key held the older build"
+    plain = store.get_bytes(export_key(plain_cfg.prefix)).splitlines()
+    assert sorted(plain) == sorted(lines)  # same records, same decisions

@@ -87,7 +87,7 @@ def test_gc_is_a_dry_run_until_applied_then_keeps_the_newest_builds_whole(three_
     latest = builds[-1]
     assert verify_build(store, latest, readback=True) == []
     assert latest.export is not None
-    assert store.head(export_key(cfg.prefix)).size == latest.export.bytes
+    assert store.head(export_key(cfg.prefix, ".jsonl.zst")).size == latest.export.bytes
     assert all(store.exists(k) for k in latest.cache_keys)
     assert not store.exists(build_manifest_key(cfg.prefix, builds[1].build_id))
     again = build_dataset(cfg, store)

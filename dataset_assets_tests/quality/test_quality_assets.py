@@ -10,7 +10,12 @@ from dataset_assets.core.manifest import Manifest
 from dataset_assets.core.provenance import read_provenance
 from dataset_assets.defs.assets import COMPILE_ASSETS
 from dataset_assets.storage import S3Settings
-from dataset_assets_tests.builds import config_and_store, dagster_resources, write_build_config
+from dataset_assets_tests.builds import (
+    config_and_store,
+    dagster_resources,
+    object_lines,
+    write_build_config,
+)
 
 
 def _materialize(config_path: Path, settings: S3Settings) -> dg.ExecuteInProcessResult:
@@ -52,7 +57,7 @@ def test_clean_build_passes_quality_checks_and_references_provenance(tmp_path, s
     assert manifest.provenance is not None
     rows = read_provenance(store.get_bytes(manifest.provenance.key))
     assert len(rows) == manifest.counts.published_records
-    shard = store.get_bytes(manifest.shards[0].key).splitlines()[0]
+    shard = object_lines(store, manifest.shards[0])[0]
     meta = orjson.loads(shard)["metadata"]
     by_hash = {r["h"]: r for r in rows}
     prov = by_hash[meta["content_hash"]]

@@ -20,6 +20,7 @@ from dataset_assets.core.provenance import read_provenance
 from dataset_assets.loader import S3DatasetLoader
 from dataset_assets.pipeline.build import build_problems
 from dataset_assets.storage import S3ObjectStore, S3Settings
+from dataset_assets_tests.builds import object_lines
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,7 +134,7 @@ def accounted_lines(store: S3ObjectStore, manifest: Manifest) -> Counter[tuple[s
     duplicate (dedup sidecar) or quarantined (quarantine file), as (file name, line)."""
     out: Counter[tuple[str, int]] = Counter()
     for shard in manifest.shards:
-        for raw in store.get_bytes(shard.key).splitlines():
+        for raw in object_lines(store, shard):
             meta = orjson.loads(raw)["metadata"]
             out[(Path(str(meta["source"])).name, int(meta["line"]))] += 1
     if manifest.dedup is not None:
@@ -163,7 +164,7 @@ def published_hashes(store: S3ObjectStore, manifest: Manifest) -> list[str]:
     return sorted(
         orjson.loads(raw)["metadata"]["content_hash"]
         for shard in manifest.shards
-        for raw in store.get_bytes(shard.key).splitlines()
+        for raw in object_lines(store, shard)
     )
 
 

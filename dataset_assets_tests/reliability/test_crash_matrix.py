@@ -48,7 +48,7 @@ OWNER = "owner-of-b"
 
 
 def _shard_staged_locally(staging: Path, key: str) -> bool:
-    return any(p.name == key.rsplit("/", 1)[1] for p in staging.rglob("*.jsonl"))
+    return any(p.name == key.rsplit("/", 1)[1] for p in staging.rglob("*.jsonl*"))
 
 
 @dataclasses.dataclass
