@@ -69,15 +69,18 @@ CASES = (
     "incremental",
     "near-on-noexport",
     "incremental-noexport",
+    "near-on-plain",
     "startup",
 )
-# The build cases: (near dedup, compiled export, the full build an incremental case follows).
-BUILD_CASES: dict[str, tuple[bool, bool, str | None]] = {
-    "near-off": (False, True, None),
-    "near-on": (True, True, None),
-    "incremental": (True, True, "near-on"),
-    "near-on-noexport": (True, False, None),
-    "incremental-noexport": (True, False, "near-on-noexport"),
+# The build cases: (near dedup, compiled export, the full build an incremental case follows,
+# shard compression).
+BUILD_CASES: dict[str, tuple[bool, bool, str | None, str]] = {
+    "near-off": (False, True, None, "zstd"),
+    "near-on": (True, True, None, "zstd"),
+    "incremental": (True, True, "near-on", "zstd"),
+    "near-on-noexport": (True, False, None, "zstd"),
+    "incremental-noexport": (True, False, "near-on-noexport", "zstd"),
+    "near-on-plain": (True, True, None, "none"),
 }
 BIN = Path(sys.executable).parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -360,7 +363,12 @@ def corpus_bytes(folder: Path) -> int:
 
 
 def write_build_config(
-    case_dir: Path, corpus: Path, bucket: str, near: bool, export: bool = True
+    case_dir: Path,
+    corpus: Path,
+    bucket: str,
+    near: bool,
+    export: bool = True,
+    compression: str = "zstd",
 ) -> Path:
     cfg = {
         "bucket": bucket,
@@ -374,6 +382,7 @@ def write_build_config(
         "manifest_path": str(case_dir / "manifest.json"),
         "dedup": {"near": near},
         **({} if export else {"compiled_export": False}),
+        **({} if compression == "zstd" else {"shard_compression": compression}),
     }
     path = case_dir / "dataset.yaml"
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -563,7 +572,7 @@ def run_size(
             shutil.rmtree(staging, ignore_errors=True)
 
     fulls: dict[str, dict[str, Any]] = {}
-    for case, (near, export, after) in BUILD_CASES.items():
+    for case, (near, export, after, compression) in BUILD_CASES.items():
         full = fulls.get(after) if after else None
         if case not in only or (after is not None and full is None):
             if after is not None and case in only:
@@ -591,7 +600,7 @@ def run_size(
         else:
             shutil.rmtree(case_dir, ignore_errors=True)
             _drop_bucket(s3, bucket)
-        config = write_build_config(case_dir, corpus, bucket, near, export)
+        config = write_build_config(case_dir, corpus, bucket, near, export, compression)
         log = case_dir / f"{case}.log"
         env = build_env(case_dir, config, settings, repo)
         cmd = list(BUILD_CMD)
@@ -639,7 +648,7 @@ def run_size(
         r = row(case, input_bytes, m, **extra)
         rows.append(r)
         _report(mb, r)
-        followed = any(a == case for _, _, a in BUILD_CASES.values())
+        followed = any(a == case for _, _, a, _ in BUILD_CASES.values())
         if followed:
             fulls[case] = {**r, "manifest": manifest}
         if after is not None:

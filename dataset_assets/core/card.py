@@ -284,7 +284,8 @@ def render_hf_readme(
     summary = description or (
         f"{published} chat conversations (ChatML) from {len(manifest.families())} source "
         f"families, deduplicated (exact and near), split into train/val/test, published as "
-        f"verified JSONL shards. Build `{manifest.build_id}`."
+        f"verified JSONL shards (zstd-compressed when their names end in `.zst`). "
+        f"Build `{manifest.build_id}`."
     )
     yaml_text = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
     return "\n".join(

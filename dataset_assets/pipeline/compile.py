@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -149,20 +149,28 @@ def worker_count(cfg: DatasetConfig, input_bytes: int | None = None) -> int:
     return cfg.compile.workers or os.cpu_count() or 1
 
 
-def run_parallel(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> list[R]:
-    """``fn`` over ``tasks`` in worker processes, results in task order; inline for one task.
+def iter_parallel(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> Iterator[R]:
+    """``fn`` over ``tasks`` in worker processes, results yielded in task order as they are
+    ready (the caller can act on the first while later ones still run); inline for one task.
 
     Workers come from a forkserver that has imported this package once (no inherited threads,
     no per-worker import cost after the first pool of the process).
     """
     if len(tasks) <= 1 or workers <= 1:
-        return [fn(t) for t in tasks]
+        for t in tasks:
+            yield fn(t)
+        return
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["dataset_assets.pipeline.shards"])
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=min(workers, len(tasks)), mp_context=ctx
     ) as pool:
-        return list(pool.map(fn, tasks))
+        yield from pool.map(fn, tasks)
+
+
+def run_parallel(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> list[R]:
+    """:func:`iter_parallel`, collected."""
+    return list(iter_parallel(fn, tasks, workers))
 
 
 @dataclass(frozen=True)
@@ -206,11 +214,18 @@ def _spec(ref: SourceRef, holdout: bool) -> PartitionSpec:
 
 
 def _run_partition(task: _PartitionTask) -> PartitionSummary:
-    """In a worker process: stage 1 for one file, then publish its intermediates to S3."""
+    """In a worker process: stage 1 for one file, into its local folder (published by the
+    calling process while the workers go on with the next files)."""
     shutil.rmtree(task.out, ignore_errors=True)
     store = task.store.open()
     with open_source(task.ref, store) as stream:
-        summary = process_partition(stream, _spec(task.ref, task.holdout), task.cfg, task.out)
+        return process_partition(stream, _spec(task.ref, task.holdout), task.cfg, task.out)
+
+
+def _publish_partition(
+    store: S3ObjectStore, task: _PartitionTask, summary: PartitionSummary
+) -> PartitionSummary:
+    """Publish a partition's intermediates to S3 (verified), then its ``summary.json``."""
     prefix = task.cfg.prefix
     with Publisher(store, max_in_flight=len(PARTITION_FILES), journal=task.journal) as publisher:
         for name in PARTITION_FILES:
@@ -226,6 +241,22 @@ def _run_partition(task: _PartitionTask) -> PartitionSummary:
     else:
         shutil.rmtree(task.out, ignore_errors=True)
     return summary
+
+
+def _stage1(
+    store: S3ObjectStore, todo: Sequence[_PartitionTask], workers: int
+) -> list[PartitionSummary]:
+    """Stage 1 of ``todo`` in worker processes; each partition's intermediates are published
+    from this process (threads) as soon as its worker is done, so uploads and the server's
+    work on them overlap with the next files' stage 1 instead of following it."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as uploads:
+        published = [
+            uploads.submit(_publish_partition, store, task, summary)
+            for task, summary in zip(
+                todo, iter_parallel(_run_partition, todo, workers), strict=True
+            )
+        ]
+        return [f.result() for f in published]
 
 
 def _cached_summary(
@@ -262,7 +293,7 @@ def run_partitions(
             spec = StoreSpec.of(store)
             todo.append(_PartitionTask(ref, holdout, digest, cfg, spec, out, keep, journal))
     todo_bytes = sum(t.ref.size for t in todo)
-    done = run_parallel(_run_partition, todo, worker_count(cfg, todo_bytes))
+    done = _stage1(store, todo, worker_count(cfg, todo_bytes))
     for task, summary in zip(todo, done, strict=True):
         summaries[task.digest] = summary
     refs = [
