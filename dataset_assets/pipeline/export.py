@@ -69,6 +69,13 @@ def immutable_export_key(prefix: str, parts: Sequence[FileEntry]) -> str:
     return build_export_key(prefix, parts_digest(parts), data_suffix(parts_compression(parts)))
 
 
+def content_type(compression: str | None) -> str:
+    """The export's ``Content-Type``: ``application/zstd`` (RFC 8878) for a ``.jsonl.zst``
+    export, ``application/x-ndjson`` for plain JSONL. (A store that compresses what it calls
+    text, as SeaweedFS does, then does not spend CPU on recompressing zstd data.)"""
+    return "application/zstd" if compression == "zstd" else "application/x-ndjson"
+
+
 def parts_compression(parts: Sequence[FileEntry]) -> str | None:
     """The compression every part shares (their concatenation then has it too).
 
@@ -108,17 +115,20 @@ def compose_export(store: S3ObjectStore, parts: Sequence[FileEntry], key: str) -
         UploadFailedError / StorageError: S3 failures.
     """
     metadata = {"parts-sha256": parts_digest(parts), "parts": str(len(parts))}
+    kind = content_type(parts_compression(parts))
     try:
         if why_not_composable(parts) is None:
             etag = _already_composed(store, key, parts, metadata["parts-sha256"])
             if etag is None:
-                etag = compose_parts(store, key, parts, metadata=metadata).etag
+                etag = compose_parts(store, key, parts, metadata=metadata, content_type=kind).etag
         elif why_not_mixed(parts) is None:
-            etag = compose_parts(store, key, parts, mixed=True, metadata=metadata).etag
+            etag = compose_parts(
+                store, key, parts, mixed=True, metadata=metadata, content_type=kind
+            ).etag
         else:
-            etag = stream_parts(store, key, parts, metadata=metadata).etag
+            etag = stream_parts(store, key, parts, metadata=metadata, content_type=kind).etag
     except CopyNotSupportedError:  # e.g. SeaweedFS with SSE-KMS sources
-        etag = stream_parts(store, key, parts, metadata=metadata).etag
+        etag = stream_parts(store, key, parts, metadata=metadata, content_type=kind).etag
     families: Counter[str] = Counter()
     for part in parts:
         families.update(part.families)
@@ -191,6 +201,7 @@ def promote_export(store: S3ObjectStore, manifest: Manifest) -> None:
                     "source-etag": export.etag or "",
                 },
                 source_etag=export.etag,
+                content_type=content_type(compression),
             )
         if _latest(store, manifest.prefix).build_id == latest.build_id:
             return

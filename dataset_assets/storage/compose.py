@@ -658,6 +658,7 @@ def copy_object(
     metadata: Mapping[str, str] | None = None,
     source_etag: str | None = None,
     on_progress: Callable[[int], None] | None = None,
+    content_type: str = "application/x-ndjson",
 ) -> ObjectInfo:
     """Server-side copy of ``source_key`` to ``key`` with boto3's managed copy (one CopyObject
     up to 5 GiB, multipart UploadPartCopy above), with new ``metadata``.
@@ -677,7 +678,7 @@ def copy_object(
     extra: dict[str, Any] = {
         "MetadataDirective": "REPLACE",
         "Metadata": {str(k).lower(): str(v) for k, v in (metadata or {}).items()},
-        "ContentType": "application/x-ndjson",
+        "ContentType": content_type,
         **store.encryption_args,
     }
     if source_etag is not None:

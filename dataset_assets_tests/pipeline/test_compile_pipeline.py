@@ -223,6 +223,9 @@ def test_shards_and_export_are_zstd_jsonl_and_switching_compression_leaves_no_st
     assert object_lines(store, first.export) == lines
     fixed_zst = export_key(zstd_cfg.prefix, ".jsonl.zst")
     assert store.get_bytes(fixed_zst) == store.get_bytes(first.export.key)
+    for key in (first.export.key, fixed_zst):  # what a download tool sees
+        head = store.client.head_object(Bucket=store.bucket, Key=key)
+        assert head["ContentType"] == "application/zstd"
     uri = store.uri(f"{zstd_cfg.prefix}/manifest.json")
     for split in ("train", "val", "test"):
         loader = S3DatasetLoader(uri, settings=seaweed, split=split, shuffle=False)
