@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -51,6 +52,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from dataset_assets.core import cluster as cluster_module  # noqa: E402
 from dataset_assets.core.cluster import ClusterInput, cluster, find_leaks  # noqa: E402
 from dataset_assets.core.config import CompileOptions, DedupOptions  # noqa: E402
 from dataset_assets.core.minhash import Signer  # noqa: E402
@@ -228,50 +230,133 @@ def _maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def stage2(paths: list[Path], work: Path, threads: int, memory_mib: int) -> dict[str, Any]:
-    """Run ``cluster`` then ``find_leaks`` as the compile does; measure each."""
+class _TracedConnection:
+    """A DuckDB connection that records how long each ``execute`` took (and which failed)."""
+
+    def __init__(self, con: Any, log: list[dict[str, Any]]) -> None:
+        self._con, self._log = con, log
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        t0 = time.perf_counter()
+        entry: dict[str, Any] = {"sql": " ".join(sql.split())[:110]}
+        self._log.append(entry)
+        try:
+            return self._con.execute(sql, *args)
+        finally:
+            entry["s"] = round(time.perf_counter() - t0, 3)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+def _trace_statements(log: list[dict[str, Any]]) -> None:
+    """Time every statement ``cluster``/``find_leaks`` run (wraps the module's connection
+    factory; the statements and settings are unchanged)."""
+    connect = cluster_module._connect
+
+    def traced(work: Path, threads: int, memory_mib: int) -> Any:
+        return _TracedConnection(connect(work, threads, memory_mib), log)
+
+    cluster_module._connect = traced  # type: ignore[assignment]
+
+
+def _docs_view_file_index(con: Any, inputs: Any, near: bool) -> None:
+    """A variant of ``cluster._docs_view`` (``--docs-view file_index``): one ``read_parquet``
+    over the list of index files, the partition number from DuckDB's ``file_index`` virtual
+    column (its position in the list), instead of a UNION ALL of one scan per partition."""
+    con.execute("CREATE TABLE parts (p BIGINT, family VARCHAR, source VARCHAR)")
+    con.executemany(
+        "INSERT INTO parts VALUES (?, ?, ?)",
+        [(p, inp.family, inp.source) for p, inp in enumerate(inputs)],
+    )
+    cols = "h, split, line" + (", bands, sig" if near else "")
+    files = ", ".join(f"'{cluster_module._sql_path(inp.index_path)}'" for inp in inputs)
+    con.execute(
+        f"CREATE VIEW docs AS SELECT (file_index::BIGINT << 32) | ord AS doc, {cols} "
+        f"FROM read_parquet([{files}])"
+    )
+
+
+def _failure(exc: BaseException, t0: float, log: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+        "failed_after_s": time.perf_counter() - t0,
+        "failed_statement": log[-1]["sql"] if log else None,
+    }
+
+
+def stage2(
+    paths: list[Path], work: Path, threads: int, memory_mib: int, docs_view: str
+) -> dict[str, Any]:
+    """Run ``cluster`` then ``find_leaks`` as the compile does; measure each (a step that fails,
+    e.g. out of memory, is reported with the statement it failed in)."""
     options = DedupOptions()
     inputs = [ClusterInput(p, "bench", f"file-{i:05d}.jsonl") for i, p in enumerate(paths)]
     work.mkdir(parents=True, exist_ok=True)
     sidecar, provenance = work / "dedup.jsonl.zst", work / "provenance.jsonl.zst"
     out: dict[str, Any] = {"rss_before": _vmrss()}
+    log: list[dict[str, Any]] = []
+    _trace_statements(log)
+    if docs_view == "file_index":
+        cluster_module._docs_view = _docs_view_file_index  # type: ignore[assignment]
     cpu, t0 = _cpu(), time.perf_counter()
     with Sampler(work / "duck") as s:
-        res = cluster(
-            inputs,
-            options,
-            work / "duck",
-            threads=threads,
-            memory_mib=memory_mib,
-            dedup_sidecar=sidecar,
-            provenance=provenance,
-        )
+        try:
+            res = cluster(
+                inputs,
+                options,
+                work / "duck",
+                threads=threads,
+                memory_mib=memory_mib,
+                dedup_sidecar=sidecar,
+                provenance=provenance,
+            )
+        except duckdb.Error as exc:
+            res, failed = None, _failure(exc, t0, log)
     out["cluster"] = {
         "wall_s": time.perf_counter() - t0,
         "cpu_s": _cpu() - cpu,
         "peak_rss_sampled": s.peak_rss,
         "ru_maxrss_after": _maxrss(),
         "peak_spill_bytes": s.peak_dir,
-        "exact_found": res.exact_duplicates,
-        "near_found": res.near_duplicates,
-        "candidate_pairs": res.candidate_pairs,
-        "verified_pairs": res.verified_pairs,
-        "sidecar_bytes": sidecar.stat().st_size,
-        "provenance_bytes": provenance.stat().st_size,
+        "statements": list(log),
     }
+    if res is None:
+        out["cluster"].update(failed)
+        return out
+    out["cluster"].update(
+        {
+            "exact_found": res.exact_duplicates,
+            "near_found": res.near_duplicates,
+            "candidate_pairs": res.candidate_pairs,
+            "verified_pairs": res.verified_pairs,
+            "sidecar_bytes": sidecar.stat().st_size,
+            "provenance_bytes": provenance.stat().st_size,
+        }
+    )
+    first = len(log)
     cpu, t0 = _cpu(), time.perf_counter()
     with Sampler(work / "leaks") as s:
-        exact, near, _ = find_leaks(
-            inputs, res.decisions, options, work / "leaks", threads=threads, memory_mib=memory_mib
-        )
+        try:
+            exact, near, _ = find_leaks(
+                inputs,
+                res.decisions,
+                options,
+                work / "leaks",
+                threads=threads,
+                memory_mib=memory_mib,
+            )
+            leaks: dict[str, Any] = {"exact_leaks": exact, "near_leaks": near}
+        except duckdb.Error as exc:
+            leaks = _failure(exc, t0, log[first:])
     out["find_leaks"] = {
         "wall_s": time.perf_counter() - t0,
         "cpu_s": _cpu() - cpu,
         "peak_rss_sampled": s.peak_rss,
         "ru_maxrss_after": _maxrss(),
         "peak_spill_bytes": s.peak_dir,
-        "exact_leaks": exact,
-        "near_leaks": near,
+        "statements": log[first:],
+        **leaks,
     }
     return out
 
@@ -289,7 +374,7 @@ def _mib(n: float) -> str:
 
 
 def run_size(
-    data: Path, records: int, per: int, seed: int, threads: int, memory_mib: int
+    data: Path, records: int, per: int, seed: int, threads: int, memory_mib: int, docs_view: str
 ) -> dict[str, Any] | None:
     options = DedupOptions()
     parts = -(-records // per)
@@ -321,6 +406,7 @@ def run_size(
         str(work),
         str(threads),
         str(memory_mib),
+        docs_view,
         *map(str, paths),
     ]
     t0 = time.perf_counter()
@@ -342,6 +428,10 @@ def run_size(
     }
 
 
+def _ok(r: dict[str, Any]) -> bool:
+    return "error" not in r["cluster"] and "error" not in r.get("find_leaks", {"error": 1})
+
+
 def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
     print()
     print(
@@ -351,8 +441,13 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         for step in ("cluster", "find_leaks"):
+            if step not in r:
+                continue
             s = r[step]
-            if step == "cluster":
+            if "error" in s:
+                dup = f"**failed after {s['failed_after_s']:.1f} s**: {s['error'][:60]} | "
+                dup += f"in `{(s['failed_statement'] or '')[:50]}`"
+            elif step == "cluster":
                 dup = (
                     f"{s['exact_found']:,}/{r['injected']['exact']:,} | "
                     f"{s['near_found']:,}/{r['injected']['near']:,}"
@@ -365,9 +460,18 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 f"{_mib(s['ru_maxrss_after'])} | {_mib(s['peak_spill_bytes'])} | "
                 f"{s['wall_s'] / r['records'] * 1e6:.1f} | {dup} |"
             )
+    print()
+    for r in rows:
+        for step in ("cluster", "find_leaks"):
+            top = sorted(r.get(step, {}).get("statements", []), key=lambda e: -e.get("s", 0))
+            if not top:
+                continue
+            slow = "; ".join(f"{e.get('s', 0):.1f} s `{e['sql'][:60]}`" for e in top[:4])
+            print(f"{r['records']:,} {step} slowest statements: {slow}")
     fit: dict[str, Any] = {}
-    if len(rows) >= 2:
-        x = np.array([r["records"] / 1e6 for r in rows])
+    good = [r for r in rows if _ok(r)]
+    if len(good) >= 2:
+        x = np.array([r["records"] / 1e6 for r in good])
         print()
         for step in ("cluster", "find_leaks", "total"):
             y = np.array(
@@ -375,7 +479,7 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
                     r["cluster"]["wall_s"] + r["find_leaks"]["wall_s"]
                     if step == "total"
                     else r[step]["wall_s"]
-                    for r in rows
+                    for r in good
                 ]
             )
             slope, intercept = np.polyfit(x, y, 1)
@@ -383,13 +487,14 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
             exponent = float(np.polyfit(np.log(x), np.log(y), 1)[0])
             per_m = [float(v) for v in y / x]
             fit[step] = {
+                "records": [r["records"] for r in good],
                 "s_per_million": float(slope),
                 "intercept_s": float(intercept),
                 "loglog_exponent": exponent,
                 "s_per_million_each_size": per_m,
             }
             print(
-                f"{step}: {slope:.1f} s per million records (+{intercept:.1f} s); "
+                f"{step}: {slope:.1f} s per million records ({intercept:+.1f} s); "
                 f"per size {', '.join(f'{v:.1f}' for v in per_m)} s/M; "
                 f"growth exponent {exponent:.2f} (1 = linear)"
             )
@@ -398,8 +503,8 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--_stage2":
-        work, threads, memory_mib, *paths = sys.argv[2:]
-        m = stage2([Path(p) for p in paths], Path(work), int(threads), int(memory_mib))
+        work, threads, memory_mib, docs_view, *paths = sys.argv[2:]
+        m = stage2([Path(p) for p in paths], Path(work), int(threads), int(memory_mib), docs_view)
         print(json.dumps(m))
         return
     defaults = CompileOptions()
@@ -409,31 +514,47 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads (a 2-core box)")
     parser.add_argument("--memory-mib", type=int, default=defaults.memory_mib)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--docs-view",
+        choices=["union", "file_index"],
+        default="union",
+        help="union: cluster.py as it is; file_index: one read_parquet over all index files",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data under /tmp/dscale")
     args = parser.parse_args()
     data = DATA_ROOT / f"s{args.seed}-per{args.per_partition}"
     DATA_ROOT.mkdir(parents=True, exist_ok=True)
     print(
         f"DedupOptions defaults: {DedupOptions().model_dump()}; threads {args.threads}, "
-        f"memory {args.memory_mib} MiB; {_mib(_free_bytes(DATA_ROOT))} MiB free under /tmp",
+        f"memory {args.memory_mib} MiB, docs view {args.docs_view}; "
+        f"{_mib(_free_bytes(DATA_ROOT))} MiB free under /tmp",
         flush=True,
     )
     rows, skipped = [], []
     try:
         for records in sorted(args.records):
             row = run_size(
-                data, records, args.per_partition, args.seed, args.threads, args.memory_mib
+                data,
+                records,
+                args.per_partition,
+                args.seed,
+                args.threads,
+                args.memory_mib,
+                args.docs_view,
             )
             if row is None:
                 skipped.append(records)
                 continue
             rows.append(row)
-            c, f = row["cluster"], row["find_leaks"]
-            print(
-                f"  cluster {c['wall_s']:.1f} s, find_leaks {f['wall_s']:.1f} s, "
-                f"peak spill {_mib(c['peak_spill_bytes'])} / {_mib(f['peak_spill_bytes'])} MiB",
-                flush=True,
-            )
+            for step in ("cluster", "find_leaks"):
+                m = row.get(step)
+                if m is not None:
+                    state = f"FAILED: {m['error'][:80]}" if "error" in m else "ok"
+                    print(
+                        f"  {step} {m['wall_s']:.1f} s, peak spill "
+                        f"{_mib(m['peak_spill_bytes'])} MiB: {state}",
+                        flush=True,
+                    )
     finally:
         if not args.keep:
             shutil.rmtree(data, ignore_errors=True)
@@ -448,6 +569,7 @@ def main() -> None:
                     "per_partition": args.per_partition,
                     "threads": args.threads,
                     "memory_mib": args.memory_mib,
+                    "docs_view": args.docs_view,
                     "seed": args.seed,
                     "dedup": DedupOptions().model_dump(),
                     "exact_share": EXACT_SHARE,
