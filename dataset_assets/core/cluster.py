@@ -86,17 +86,21 @@ def _docs_view(con: duckdb.DuckDBPyConnection, inputs: Sequence[ClusterInput], n
         [(p, inp.family, inp.source) for p, inp in enumerate(inputs)],
     )
     cols = "h, split, line" + (", bands, sig" if near else "")
-    selects = [
-        f"SELECT ({p}::BIGINT << {_SHIFT}) | ord AS doc, {cols} "
-        f"FROM read_parquet('{_sql_path(inp.index_path)}')"
-        for p, inp in enumerate(inputs)
-    ]
-    if not selects:
+    if not inputs:
         empty = "NULL::BLOB AS h, NULL::UTINYINT AS split, NULL::BIGINT AS line"
         if near:
             empty += ", NULL::BIGINT[] AS bands, NULL::UINTEGER[] AS sig"
-        selects = [f"SELECT NULL::BIGINT AS doc, {empty} WHERE false"]
-    con.execute("CREATE VIEW docs AS " + " UNION ALL ".join(selects))
+        con.execute(f"CREATE VIEW docs AS SELECT NULL::BIGINT AS doc, {empty} WHERE false")
+        return
+    # One scan over every index; file_index is the file's position in the list (= the
+    # partition number). A UNION ALL of one read_parquet per partition ran out of memory at
+    # ~80 partitions (4 M records) with 512 MiB in the join of the dedup sidecar, measured
+    # by bench/bench_dedup_scale.py; the single scan passes at 10 M records with 512 MiB.
+    files = ", ".join(f"'{_sql_path(inp.index_path)}'" for inp in inputs)
+    con.execute(
+        f"CREATE VIEW docs AS SELECT (file_index::BIGINT << {_SHIFT}) | ord AS doc, {cols} "
+        f"FROM read_parquet([{files}])"
+    )
 
 
 def _sql_path(path: Path) -> str:
