@@ -20,7 +20,7 @@ for D GB of chats (R = D / 8.4 KB conversations) on N worker cores, where
 The N = 2 column with a local S3 server is not this model: it is the measured 4 GB wall time
 per GB (the server shares the 2 cores), extrapolated linearly, plus G's growth beyond 4 GB.
 
-    .venv/bin/python bench/cost_model.py
+    .venv/bin/python bench/cost_model.py [memory_mib: 512 (default config) | 2048]
 """
 
 import json
@@ -33,6 +33,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 KB_PER_CONVERSATION = 8.4
 CONVERSATIONS_M = (1, 10, 50, 100)
 WORKERS = (8, 32, 128)
+MEMORY_MIB = int(sys.argv[1]) if len(sys.argv) > 1 else 512  # compile.memory_mib of the G runs
 
 
 def _newest(pattern: str, accept: Any) -> tuple[Path, dict[str, Any]]:
@@ -60,7 +61,11 @@ def main() -> None:
     )
     dpath, dedup = _newest(
         "bench_dedup_scale-*.json",
-        lambda d: d.get("settings", {}).get("memory_mib") == 512 and bool(d.get("sizes")),
+        lambda d: (
+            d.get("settings", {}).get("memory_mib") == MEMORY_MIB
+            and d["settings"].get("docs_view") == "file_index"
+            and all(not r["cluster"].get("error") for r in d.get("sizes", []))
+        ),
     )
     near = _case(compile_, "4000", "near-on")
     noexp = _case(compile_, "4000", "near-on-noexport")
