@@ -13,7 +13,7 @@ for D GB of chats (R = D / 8.4 KB conversations) on N worker cores, where
   the compile and shard steps' CPU at 4 GB minus the global stage's; it runs per source file,
   on every worker (k8s / celery executors), so it divides by N;
 * ``G(R)``: the global stage (DuckDB clustering + leakage check, one machine, 2 threads),
-  linear fit of ``bench_dedup_scale`` (seconds per million records);
+  ``a · R^b`` fitted (log-log least squares) to ``bench_dedup_scale``'s points (≥ 3 sizes);
 * ``E``: the composed export and its promotion per GB (server-side copies: the store's time);
   0 with ``compiled_export: false``.
 
@@ -89,7 +89,7 @@ def main() -> None:
     steps = near["step_cpu"]
     c_file = (steps["compile"]["cpu_s"] - 2 * g_4gb + steps["split_shards"]["cpu_s"]) / gb
     e = (near["wall_s"] - noexp["wall_s"]) / gb
-    per_gb_here = near["wall_s"] / gb
+    per_gb_here = (near["wall_s"] - t_start) / gb
 
     def g(records_m: float) -> float:
         return float(a * records_m**b)

@@ -205,6 +205,8 @@ class DatasetConfig(_Strict):
     def digest(self) -> str:
         """sha256 of the canonical config (identifies what a build was made with)."""
         body = self.model_dump(mode="json", exclude={"compile"})  # machine use, not content
+        if body.get("shard_compression") == "none":  # the format before the option existed:
+            del body["shard_compression"]  # such configs keep their digest (and build ids)
         data = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(data).hexdigest()
 

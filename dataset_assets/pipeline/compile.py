@@ -11,9 +11,11 @@ or published in which split; the decisions are published too
 in another process or on another machine and needs nothing but S3.
 """
 
+import collections
 import concurrent.futures
 import functools
 import hashlib
+import itertools
 import multiprocessing
 import os
 import shutil
@@ -153,8 +155,10 @@ def iter_parallel(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> Ite
     """``fn`` over ``tasks`` in worker processes, results yielded in task order as they are
     ready (the caller can act on the first while later ones still run); inline for one task.
 
-    Workers come from a forkserver that has imported this package once (no inherited threads,
-    no per-worker import cost after the first pool of the process).
+    At most ``2 × workers`` tasks are submitted ahead of the caller, so a caller that stops
+    (an error while handling a result) leaves only those to cancel or finish, and results
+    waiting to be consumed stay bounded. Workers come from a forkserver that has imported this
+    package once (no inherited threads, no per-worker import cost after the first pool).
     """
     if len(tasks) <= 1 or workers <= 1:
         for t in tasks:
@@ -165,7 +169,19 @@ def iter_parallel(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> Ite
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=min(workers, len(tasks)), mp_context=ctx
     ) as pool:
-        yield from pool.map(fn, tasks)
+        pending: collections.deque[concurrent.futures.Future[R]] = collections.deque()
+        ahead = iter(tasks)
+        try:
+            for task in itertools.islice(ahead, 2 * workers):
+                pending.append(pool.submit(fn, task))
+            while pending:
+                result = pending.popleft().result()
+                for task in itertools.islice(ahead, 1):
+                    pending.append(pool.submit(fn, task))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def run_parallel(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> list[R]:
@@ -248,15 +264,29 @@ def _stage1(
 ) -> list[PartitionSummary]:
     """Stage 1 of ``todo`` in worker processes; each partition's intermediates are published
     from this process (threads) as soon as its worker is done, so uploads and the server's
-    work on them overlap with the next files' stage 1 instead of following it."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as uploads:
-        published = [
-            uploads.submit(_publish_partition, store, task, summary)
-            for task, summary in zip(
-                todo, iter_parallel(_run_partition, todo, workers), strict=True
-            )
-        ]
+    work on them overlap with the next files' stage 1 instead of following it.
+
+    At most ``workers`` publishes run at once, and a failed one stops the stage at the next
+    result (no more files are started; the failed partition's files stay for the rerun)."""
+    limit = max(1, workers)
+    uploads = concurrent.futures.ThreadPoolExecutor(max_workers=limit)
+    published: list[concurrent.futures.Future[PartitionSummary]] = []
+    pending: set[concurrent.futures.Future[PartitionSummary]] = set()
+    try:
+        for task, summary in zip(todo, iter_parallel(_run_partition, todo, workers), strict=True):
+            while pending and (len(pending) >= limit or any(f.done() for f in pending)):
+                done, _ = concurrent.futures.wait(
+                    pending, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in done:
+                    future.result()  # raises the publish error
+                pending -= done
+            future = uploads.submit(_publish_partition, store, task, summary)
+            pending.add(future)
+            published.append(future)
         return [f.result() for f in published]
+    finally:
+        uploads.shutdown(wait=True, cancel_futures=True)
 
 
 def _cached_summary(
@@ -410,7 +440,8 @@ def _compile(
         )
         dd = _stage(dedup_path, "", dups, cfg.part_size)
         dd = StagedFile(dd.path, dedup_key(cfg.prefix, dd.digest.sha256), dd.digest, dd.records)
-        quarantine, provenance, dedup = (file_entry(publisher.publish(f)) for f in (q, pv, dd))
+        quarantine = file_entry(publisher.publish(q))
+        provenance, dedup = (file_entry(publisher.publish(f), compression="zstd") for f in (pv, dd))
     return CompileResult(
         run_id=run_id,
         config_digest=cfg.digest(),

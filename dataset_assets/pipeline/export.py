@@ -62,11 +62,14 @@ def parts_digest(parts: Sequence[FileEntry]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def immutable_export_key(prefix: str, parts: Sequence[FileEntry]) -> str:
+def immutable_export_key(
+    prefix: str, parts: Sequence[FileEntry], compression: str | None = None
+) -> str:
     """The build's export key,
     ``{prefix}/compiled/final_training_dataset-{digest[:12]}.jsonl[.zst]`` (``.zst`` when its
-    parts are zstd-compressed)."""
-    return build_export_key(prefix, parts_digest(parts), data_suffix(parts_compression(parts)))
+    parts are zstd-compressed; ``compression`` names it for a build without parts)."""
+    kind = parts_compression(parts) if parts else compression
+    return build_export_key(prefix, parts_digest(parts), data_suffix(kind))
 
 
 def content_type(compression: str | None) -> str:
@@ -95,10 +98,17 @@ def compose_build_export(
     cfg: DatasetConfig, store: S3ObjectStore, parts: Sequence[FileEntry]
 ) -> FileEntry:
     """:func:`compose_export` of a build's shards (in manifest order) under its immutable key."""
-    return compose_export(store, parts, immutable_export_key(cfg.prefix, parts))
+    compression = None if cfg.shard_compression == "none" else cfg.shard_compression
+    key = immutable_export_key(cfg.prefix, parts, compression)
+    return compose_export(store, parts, key, compression)
 
 
-def compose_export(store: S3ObjectStore, parts: Sequence[FileEntry], key: str) -> FileEntry:
+def compose_export(
+    store: S3ObjectStore,
+    parts: Sequence[FileEntry],
+    key: str,
+    compression: str | None = None,
+) -> FileEntry:
     """Publish the concatenation of ``parts`` (published, verified shards, in manifest order)
     under ``key`` (:func:`immutable_export_key`) without uploading the data again.
 
@@ -115,7 +125,8 @@ def compose_export(store: S3ObjectStore, parts: Sequence[FileEntry], key: str) -
         UploadFailedError / StorageError: S3 failures.
     """
     metadata = {"parts-sha256": parts_digest(parts), "parts": str(len(parts))}
-    kind = content_type(parts_compression(parts))
+    compression = parts_compression(parts) if parts else compression
+    kind = content_type(compression)
     try:
         if why_not_composable(parts) is None:
             etag = _already_composed(store, key, parts, metadata["parts-sha256"])
@@ -140,7 +151,7 @@ def compose_export(store: S3ObjectStore, parts: Sequence[FileEntry], key: str) -
         families=dict(families),
         etag=etag,
         parts=[p.key for p in parts],
-        compression=parts_compression(parts),
+        compression="zstd" if compression == "zstd" else None,
     )
 
 
@@ -181,8 +192,6 @@ def promote_export(store: S3ObjectStore, manifest: Manifest) -> None:
         export = latest.export
         compression = export.compression if export is not None else None
         target = export_key(manifest.prefix, data_suffix(compression))
-        if export is not None and export.key == target:
-            return
         # The fixed key of the other compression holds an older build's export (the config
         # changed): removed, like the fixed key of a build without an export. These are
         # copies: the older builds' immutable exports stay (gc's call).
@@ -190,6 +199,8 @@ def promote_export(store: S3ObjectStore, manifest: Manifest) -> None:
             other = export_key(manifest.prefix, suffix)
             if export is None or other != target:
                 store.delete(other)
+        if export is not None and export.key == target:  # an older manifest naming it
+            return
         if export is not None and not _is_promoted(store, target, latest.build_id, export):
             copy_object(
                 store,
@@ -205,7 +216,6 @@ def promote_export(store: S3ObjectStore, manifest: Manifest) -> None:
             )
         if _latest(store, manifest.prefix).build_id == latest.build_id:
             return
-    target = export_key(manifest.prefix)
     raise StorageError(
         f"{store.uri(target)}: the latest pointer moved {_PROMOTE_ROUNDS} times while the export "
         "was being promoted; run promote_export again",

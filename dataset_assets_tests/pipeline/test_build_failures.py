@@ -9,6 +9,7 @@ import pytest
 from dataset_assets.core.errors import IntegrityError, ManifestError
 from dataset_assets.core.layout import SPLITS
 from dataset_assets.core.partition import RECORDS_NAME
+from dataset_assets.core.sample import write_sample
 from dataset_assets.pipeline.build import Build
 from dataset_assets.pipeline.manifest import assemble_manifest
 from dataset_assets.storage import PublishError, S3ObjectStore
@@ -63,3 +64,31 @@ def test_manifest_refuses_shards_that_disagree_with_the_counts(tmp_path, seaweed
     assert all(shards[s] for s in SPLITS)
     with pytest.raises(ManifestError, match="val: shards hold 0"):
         assemble_manifest(cfg, result, shards["train"], None)  # val and test shards missing
+
+
+def test_a_failed_intermediate_upload_stops_stage_one_before_every_file_is_processed(
+    tmp_path, seaweed
+) -> None:
+    """Stage 1's intermediates are published while the workers go on with later files: the
+    first failed publish stops the stage (only a bounded window of files is ever started ahead),
+    and no partition is marked complete in S3."""
+    config_path = write_build_config(
+        tmp_path, f"s1fail-{uuid.uuid4().hex[:10]}", records_per_family=300, compile={"workers": 2}
+    )
+    generated = tmp_path / "data" / "generated"
+    for k in range(1, 7):
+        for path in write_sample(tmp_path / f"more-{k}", records_per_family=300, seed=k):
+            path.rename(generated / f"{path.stem}-{k}.jsonl")
+    files = len(list(generated.glob("*.jsonl")))
+    cfg, store = config_and_store(config_path, seaweed)
+    with FaultProxy(upstream=seaweed.endpoint_url) as proxy:
+        settings = dataclasses.replace(seaweed, endpoint_url=proxy.endpoint_url)
+        failing = S3ObjectStore(cfg.bucket, settings, part_size=cfg.part_size)
+        proxy.only_path(f"/{cfg.prefix}/_cache/partitions/")
+        proxy.corrupt_request_body(times=None)  # every intermediate upload: BadDigest
+        with pytest.raises(PublishError):
+            Build(cfg, failing, "r1").compile()
+    started = list((cfg.staging_dir / "cache" / "partitions").iterdir())
+    assert files >= 20 and 1 <= len(started) <= 2 * 2 + 3 < files
+    in_s3 = [o.key for o in store.list(f"{cfg.prefix}/_cache/partitions/")]
+    assert not [k for k in in_s3 if k.endswith("summary.json")]

@@ -239,3 +239,15 @@ def test_shards_and_export_are_zstd_jsonl_and_switching_compression_leaves_no_st
     assert not store.exists(fixed_zst), "the .jsonl.zst fixed key held the older build"
     plain = store.get_bytes(export_key(plain_cfg.prefix)).splitlines()
     assert sorted(plain) == sorted(lines)  # same records, same decisions
+
+
+def test_a_config_choosing_plain_shards_keeps_the_digest_it_had_before_the_option() -> None:
+    """``shard_compression: none`` is the format of every build before the option existed: its
+    config digest (part of every build id) is the one those builds recorded (pinned: computed
+    with the config module of commit 7c31362), so an unchanged rebuild publishes nothing new.
+    The zstd default is another format, hence another digest."""
+    base = {"bucket": "bkt", "families": [{"name": "a", "paths": ["data/*.jsonl"]}]}
+    before = "ccf290d299ef102674df8a53498e3c34267c346d21da5657fbdd6944cb67b85b"
+    plain = parse_config({**base, "shard_compression": "none"}, Path("/tmp/x"))
+    assert plain.digest() == before
+    assert parse_config(base, Path("/tmp/x")).digest() != before

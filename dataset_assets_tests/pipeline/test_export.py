@@ -199,3 +199,27 @@ def test_readback_of_an_export_with_a_whole_sha256_and_no_parts(
     store.put_bytes(key, data[:-1] + b"?")
     assert export_problems(store, manifest) == []  # same size, no recorded ETag: HEAD can't tell
     assert "bytes hash to" in export_problems(store, manifest, readback=True)[0]
+
+
+def test_a_pointer_back_on_a_legacy_build_removes_the_newer_zstd_fixed_export(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    """The pointer names an older build whose manifest names the fixed ``.jsonl`` key itself
+    (rolled back): the ``.jsonl.zst`` fixed key, a newer build's export, must not stay."""
+    shards, data = build_shards(store, tmp_path, {"train": [100_000]})
+    key = export_key(PREFIX)
+    store.put_bytes(key, data)
+    legacy = FileEntry(
+        key=key,
+        uri=store.uri(key),
+        bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        records=sum(s.records for s in shards),
+    )
+    newer = export_key(PREFIX, ".jsonl.zst")
+    store.put_bytes(newer, b"a newer build's export")
+    manifest = manifest_for(store, shards, legacy)
+    commit(store, manifest)
+    promote_export(store, manifest)
+    assert not store.exists(newer)
+    assert store.get_bytes(key) == data
