@@ -264,7 +264,9 @@ class S3ObjectStore:
             read_timeout=s.read_timeout,
             request_checksum_calculation=s.request_checksum_calculation,
             response_checksum_validation=s.response_checksum_validation,
-            max_pool_connections=max(10, self.max_concurrency * 4),
+            # a build publishes several files at once from one client (stage 1: one
+            # publish per worker, each up to 3 files x max_concurrency transfer threads)
+            max_pool_connections=max(10, self.max_concurrency * 8),
         )
         return session.client("s3", endpoint_url=s.endpoint_url, config=config)
 
