@@ -202,6 +202,11 @@ class DatasetConfig(_Strict):
     def _clean_prefix(cls, value: str) -> str:
         return _clean_key_prefix(value)
 
+    @property
+    def data_compression(self) -> str | None:
+        """The compression of shards and the export: ``"zstd"``, or None for plain JSONL."""
+        return None if self.shard_compression == "none" else self.shard_compression
+
     def digest(self) -> str:
         """sha256 of the canonical config (identifies what a build was made with)."""
         body = self.model_dump(mode="json", exclude={"compile"})  # machine use, not content

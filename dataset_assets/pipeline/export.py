@@ -98,9 +98,8 @@ def compose_build_export(
     cfg: DatasetConfig, store: S3ObjectStore, parts: Sequence[FileEntry]
 ) -> FileEntry:
     """:func:`compose_export` of a build's shards (in manifest order) under its immutable key."""
-    compression = None if cfg.shard_compression == "none" else cfg.shard_compression
-    key = immutable_export_key(cfg.prefix, parts, compression)
-    return compose_export(store, parts, key, compression)
+    key = immutable_export_key(cfg.prefix, parts, cfg.data_compression)
+    return compose_export(store, parts, key, cfg.data_compression)
 
 
 def compose_export(

@@ -54,14 +54,10 @@ class ShardStats:
     peak_staged_bytes: int = 0
 
 
-def shard_compression(cfg: DatasetConfig) -> str | None:
-    return None if cfg.shard_compression == "none" else cfg.shard_compression
-
-
 def shard_set_digest(cfg: DatasetConfig, part: PartitionRef, split: str) -> str:
     body = [part.digest, part.decisions_sha256, split, cfg.prefix, cfg.shard_size, cfg.part_size]
-    if cfg.shard_compression != "none":
-        body.append(cfg.shard_compression)
+    if cfg.data_compression is not None:
+        body.append(cfg.data_compression)
     return hashlib.sha256(orjson.dumps(body)).hexdigest()
 
 
@@ -184,7 +180,7 @@ def _publish_split(
     """Write the split's shards and publish each as soon as it is written; writing stops at the
     first failed publish, so an unreachable store never fills the disk (PublishError; the
     failed shards stay local)."""
-    compression = shard_compression(cfg)
+    compression = cfg.data_compression
     staged = write_shards(
         lines,
         split=split,
@@ -220,7 +216,7 @@ def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], Sh
             for split, lines in lines_by_split(records, codes, missing, part.family, spill):
                 published = _publish_split(cfg, pub, split, lines, staging / split)
                 entries[split] = [
-                    shard_entry(split, p, md5=p.md5, compression=shard_compression(cfg))
+                    shard_entry(split, p, md5=p.md5, compression=cfg.data_compression)
                     for p in published
                 ]
                 written += len(published)
