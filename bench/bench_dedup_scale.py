@@ -268,6 +268,18 @@ def _failure(exc: BaseException, t0: float, log: list[dict[str, Any]]) -> dict[s
     }
 
 
+def _measured(t0: float, cpu: float, s: "Sampler", statements: list[Any]) -> dict[str, Any]:
+    """One stage's measurements, since ``t0`` (wall) and ``cpu`` (this process's CPU)."""
+    return {
+        "wall_s": time.perf_counter() - t0,
+        "cpu_s": _cpu() - cpu,
+        "peak_rss_sampled": s.peak_rss,
+        "ru_maxrss_after": _maxrss(),
+        "peak_spill_bytes": s.peak_dir,
+        "statements": statements,
+    }
+
+
 def stage2(
     paths: list[Path], work: Path, threads: int, memory_mib: int, docs_view: str
 ) -> dict[str, Any]:
@@ -294,14 +306,7 @@ def stage2(
             )
         except duckdb.Error as exc:
             res, failed = None, _failure(exc, t0, log)
-    out["cluster"] = {
-        "wall_s": time.perf_counter() - t0,
-        "cpu_s": _cpu() - cpu,
-        "peak_rss_sampled": s.peak_rss,
-        "ru_maxrss_after": _maxrss(),
-        "peak_spill_bytes": s.peak_dir,
-        "statements": list(log),
-    }
+    out["cluster"] = _measured(t0, cpu, s, list(log))
     if res is None:
         out["cluster"].update(failed)
         return out
@@ -330,15 +335,7 @@ def stage2(
             leaks: dict[str, Any] = {"exact_leaks": exact, "near_leaks": near}
         except duckdb.Error as exc:
             leaks = _failure(exc, t0, log[first:])
-    out["find_leaks"] = {
-        "wall_s": time.perf_counter() - t0,
-        "cpu_s": _cpu() - cpu,
-        "peak_rss_sampled": s.peak_rss,
-        "ru_maxrss_after": _maxrss(),
-        "peak_spill_bytes": s.peak_dir,
-        "statements": log[first:],
-        **leaks,
-    }
+    out["find_leaks"] = {**_measured(t0, cpu, s, log[first:]), **leaks}
     return out
 
 

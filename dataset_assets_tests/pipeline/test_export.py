@@ -42,6 +42,24 @@ def build_shards(
     return shards, data
 
 
+def legacy_export(
+    store: S3ObjectStore, tmp_path: Path
+) -> tuple[list[ShardEntry], bytes, FileEntry]:
+    """Shards and an export published under the fixed ``.jsonl`` key, with a whole sha256 and
+    no parts: how exports were published before they were composed."""
+    shards, data = build_shards(store, tmp_path, {"train": [100_000]})
+    key = export_key(PREFIX)
+    store.put_bytes(key, data)
+    entry = FileEntry(
+        key=key,
+        uri=store.uri(key),
+        bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        records=sum(s.records for s in shards),
+    )
+    return shards, data, entry
+
+
 def manifest_for(store: S3ObjectStore, shards: list[ShardEntry], export: FileEntry) -> Manifest:
     n = sum(s.records for s in shards)
     per_split = {split: sum(s.records for s in shards if s.split == split) for split in SPLITS}
@@ -183,16 +201,8 @@ def test_a_small_val_shard_between_large_ones_does_not_force_a_full_stream(
 def test_readback_of_an_export_with_a_whole_sha256_and_no_parts(
     store: S3ObjectStore, tmp_path: Path
 ) -> None:
-    shards, data = build_shards(store, tmp_path, {"train": [100_000]})
-    key = export_key(PREFIX)  # how exports were published before they were composed
-    store.put_bytes(key, data)
-    legacy = FileEntry(
-        key=key,
-        uri=store.uri(key),
-        bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        records=sum(s.records for s in shards),
-    )
+    shards, data, legacy = legacy_export(store, tmp_path)
+    key = legacy.key
     manifest = manifest_for(store, shards, legacy)
     assert export_problems(store, manifest, readback=True) == []
 
@@ -206,16 +216,8 @@ def test_a_pointer_back_on_a_legacy_build_removes_the_newer_zstd_fixed_export(
 ) -> None:
     """The pointer names an older build whose manifest names the fixed ``.jsonl`` key itself
     (rolled back): the ``.jsonl.zst`` fixed key, a newer build's export, must not stay."""
-    shards, data = build_shards(store, tmp_path, {"train": [100_000]})
-    key = export_key(PREFIX)
-    store.put_bytes(key, data)
-    legacy = FileEntry(
-        key=key,
-        uri=store.uri(key),
-        bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        records=sum(s.records for s in shards),
-    )
+    shards, data, legacy = legacy_export(store, tmp_path)
+    key = legacy.key
     newer = export_key(PREFIX, ".jsonl.zst")
     store.put_bytes(newer, b"a newer build's export")
     manifest = manifest_for(store, shards, legacy)
