@@ -289,6 +289,7 @@ def stage2(
     inputs = [ClusterInput(p, "bench", f"file-{i:05d}.jsonl") for i, p in enumerate(paths)]
     work.mkdir(parents=True, exist_ok=True)
     sidecar, provenance = work / "dedup.jsonl.zst", work / "provenance.jsonl.zst"
+    buckets = work / "buckets.parquet"
     out: dict[str, Any] = {"rss_before": _vmrss()}
     log: list[dict[str, Any]] = []
     _trace_statements(log)
@@ -303,6 +304,7 @@ def stage2(
                 memory_mib=memory_mib,
                 dedup_sidecar=sidecar,
                 provenance=provenance,
+                buckets=buckets,
             )
         except duckdb.Error as exc:
             res, failed = None, _failure(exc, t0, log)
@@ -331,6 +333,7 @@ def stage2(
                 work / "leaks",
                 threads=threads,
                 memory_mib=memory_mib,
+                buckets=buckets,
             )
             leaks: dict[str, Any] = {"exact_leaks": exact, "near_leaks": near}
         except duckdb.Error as exc:

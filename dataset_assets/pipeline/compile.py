@@ -407,6 +407,7 @@ def _compile(
     ]
     dedup_path = area.work / "dedup.jsonl.zst"
     provenance_path = area.work / "provenance.jsonl.zst"
+    buckets_path = area.work / "buckets.parquet"
     threads = worker_count(cfg)
     clustered = cluster(
         inputs,
@@ -416,6 +417,7 @@ def _compile(
         memory_mib=cfg.compile.memory_mib,
         dedup_sidecar=dedup_path,
         provenance=provenance_path,
+        buckets=buckets_path,
     )
     exact, near, pairs = find_leaks(
         inputs,
@@ -424,6 +426,7 @@ def _compile(
         area.work / "leaks",
         threads=threads,
         memory_mib=cfg.compile.memory_mib,
+        buckets=buckets_path,
     )
     cluster_digest = _cluster_digest(cfg, parts)
     parts = _publish_decisions(store, cfg.prefix, cluster_digest, parts, clustered.decisions)

@@ -1,5 +1,6 @@
 """Stage 1 (partitions) and stage 2 (dedup clusters) on local files, without S3."""
 
+import functools
 import io
 from pathlib import Path
 
@@ -122,16 +123,26 @@ def test_leakage_check_fails_when_published_splits_are_tampered_with(
     text = "a long answer about databases and indexes that is repeated " * 10
     edited = text.replace("indexes", "indices", 1)
     inp = _partition(tmp_path, cfg, "p", [_msgs(text), _msgs(text), _msgs(edited)])
-    result = cluster([inp], cfg.dedup, tmp_path / "duck")
-    assert find_leaks([inp], result.decisions, cfg.dedup, tmp_path / "l")[:2] == (0, 0)
+    buckets = tmp_path / "buckets.parquet"
+    result = cluster([inp], cfg.dedup, tmp_path / "duck", buckets=buckets)
+    leaks = functools.partial(find_leaks, [inp], options=cfg.dedup, buckets=buckets)
+    assert leaks(result.decisions, work=tmp_path / "l")[:2] == (0, 0)
     tampered = result.decisions[0].copy()
     winner = tampered[0]
     other = 2 if winner == 1 else 1
     tampered[1] = other  # the exact copy published in another split
-    exact, near_leaks, pairs = find_leaks([inp], [tampered], cfg.dedup, tmp_path / "l")
+    exact, near_leaks, pairs = leaks([tampered], work=tmp_path / "l")
     assert exact == 1 and pairs[0]["kind"] == "exact"
     if near:
         tampered = result.decisions[0].copy()
         tampered[2] = other  # the near copy published in another split
-        exact, near_leaks, _ = find_leaks([inp], [tampered], cfg.dedup, tmp_path / "l")
+        exact, near_leaks, _ = leaks([tampered], work=tmp_path / "l")
         assert (exact, near_leaks) == (0, 1)
+
+
+def test_near_leakage_check_needs_the_clusters_buckets(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    inp = _partition(tmp_path, cfg, "p", [_msgs("one answer " * 20), _msgs("another " * 20)])
+    result = cluster([inp], cfg.dedup, tmp_path / "duck")  # no buckets written
+    with pytest.raises(ValueError, match="buckets"):
+        find_leaks([inp], result.decisions, cfg.dedup, tmp_path / "l")
