@@ -196,7 +196,7 @@ def _near(
         sim = _similarity(batch.column("sa"), batch.column("sb"), options.num_perm)
         keep = sim >= options.threshold
         if keep.any():
-            a, b = batch.column("a").to_numpy()[keep], batch.column("b").to_numpy()[keep]
+            a, b = _numpy(batch.column("a"))[keep], _numpy(batch.column("b"))[keep]
             kept.append(_table(a=a, b=b, sim=sim[keep]))
     empty = _table(a=np.empty(0, np.int64), b=np.empty(0, np.int64), sim=np.empty(0, np.float64))
     verified = pa.concat_tables(kept) if kept else empty
@@ -222,6 +222,20 @@ def _write_buckets(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     con.execute(
         "COPY (SELECT x.key, r.h FROM members x JOIN reps r ON r.rep = x.doc) "
         f"TO '{_sql_path(path)}' (FORMAT parquet)"
+    )
+
+
+_NUMPY = {t: np.dtype(t.to_pandas_dtype()) for t in (pa.int64(), pa.uint32(), pa.uint8())}
+
+
+def _numpy(values: pa.Array) -> np.ndarray:
+    """A view of a fixed-width Arrow array without nulls as numpy, read from its buffer (not
+    ``Array.to_numpy``, whose first call in a process imports pandas)."""
+    if values.null_count:
+        raise ValueError(f"unexpected nulls in a {values.type} column")
+    dtype = _NUMPY[values.type]
+    return np.frombuffer(
+        values.buffers()[1], dtype=dtype, count=len(values), offset=values.offset * dtype.itemsize
     )
 
 
@@ -263,8 +277,8 @@ def _batches(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatc
 
 
 def _similarity(a: Any, b: Any, num_perm: int) -> np.ndarray:
-    sa = a.flatten().to_numpy().reshape(-1, num_perm) if len(a) else np.empty((0, num_perm))
-    sb = b.flatten().to_numpy().reshape(-1, num_perm) if len(b) else np.empty((0, num_perm))
+    sa = _numpy(a.flatten()).reshape(-1, num_perm) if len(a) else np.empty((0, num_perm))
+    sb = _numpy(b.flatten()).reshape(-1, num_perm) if len(b) else np.empty((0, num_perm))
     result: np.ndarray = (sa == sb).mean(axis=1)
     return result
 
@@ -300,7 +314,7 @@ def _near_similarity(con: duckdb.DuckDBPyConnection, num_perm: int) -> None:
     con.execute("CREATE TABLE near_sim (doc BIGINT, sim DOUBLE)")
     for batch in _batches(con, rows):
         sim = _similarity(batch.column("sa"), batch.column("sb"), num_perm)
-        con.register("sbatch", _table(doc=batch.column("doc").to_numpy(), sim=sim))
+        con.register("sbatch", _table(doc=_numpy(batch.column("doc")), sim=sim))
         con.execute("INSERT INTO near_sim SELECT * FROM sbatch")
         con.unregister("sbatch")
     con.execute(
@@ -314,8 +328,9 @@ def _decisions(con: duckdb.DuckDBPyConnection, inputs: Sequence[ClusterInput]) -
     dropped = np.asarray(fetched, dtype=np.int64)
     out = []
     for p, inp in enumerate(inputs):
-        codes = pq.read_table(inp.index_path, columns=["split"]).column("split").to_numpy()
-        codes = np.array(codes, dtype=np.uint8, copy=True)
+        # ParquetFile, not pq.read_table (which imports pyarrow.dataset, and with it pandas)
+        split = pq.ParquetFile(inp.index_path).read(columns=["split"]).column("split")
+        codes = np.array(_numpy(split.combine_chunks()), dtype=np.uint8, copy=True)
         lo, hi = np.searchsorted(dropped, [p << _SHIFT, (p + 1) << _SHIFT])
         codes[(dropped[lo:hi] & 0xFFFFFFFF).astype(np.int64)] = 0
         out.append(codes)
@@ -442,7 +457,7 @@ def _near_leaks(
         sim = _similarity(batch.column("sa"), batch.column("sb"), options.num_perm)
         hits = np.flatnonzero(sim >= options.threshold)
         found += len(hits)
-        a, b = batch.column("a").to_numpy(), batch.column("b").to_numpy()
+        a, b = _numpy(batch.column("a")), _numpy(batch.column("b"))
         for i in hits[: max(0, sample - len(pairs))]:
             pairs.append(
                 {"kind": "near", "a": int(a[i]), "b": int(b[i]), "similarity": float(sim[i])}
