@@ -82,10 +82,11 @@ def _connect(work: Path, threads: int, memory_mib: int) -> duckdb.DuckDBPyConnec
 
 def _docs_view(con: duckdb.DuckDBPyConnection, inputs: Sequence[ClusterInput], near: bool) -> None:
     con.execute("CREATE TABLE parts (p BIGINT, family VARCHAR, source VARCHAR)")
-    con.executemany(
-        "INSERT INTO parts VALUES (?, ?, ?)",
-        [(p, inp.family, inp.source) for p, inp in enumerate(inputs)],
-    )
+    if inputs:  # (executemany refuses an empty list)
+        con.executemany(
+            "INSERT INTO parts VALUES (?, ?, ?)",
+            [(p, inp.family, inp.source) for p, inp in enumerate(inputs)],
+        )
     cols = "h, split, line" + (", bands, sig" if near else "")
     if not inputs:
         empty = "NULL::BLOB AS h, NULL::UTINYINT AS split, NULL::BIGINT AS line"

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 from dataset_assets.core.cluster import ClusterInput, cluster, find_leaks
 from dataset_assets.core.config import DatasetConfig
-from dataset_assets.core.errors import IntegrityError
+from dataset_assets.core.errors import ConfigError, IntegrityError
 from dataset_assets.core.hashing import digest_file
 from dataset_assets.core.layout import (
     SPLITS,
@@ -311,6 +311,11 @@ def run_partitions(
         for ref in list_sources(family, store, root=cfg.config_dir):
             digest = partition_digest(_spec(ref, family.holdout), stage_digest)
             planned.append((ref, family.holdout, digest))
+    if not planned:
+        paths = "; ".join(f"{f.name}: {', '.join(f.paths)}" for f in cfg.families)
+        raise ConfigError(
+            f"no source files: no family's paths match a file ({paths}); nothing to build"
+        )
     summaries: dict[str, PartitionSummary] = {}
     todo: list[_PartitionTask] = []
     for ref, holdout, digest in planned:

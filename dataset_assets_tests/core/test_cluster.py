@@ -146,3 +146,13 @@ def test_near_leakage_check_needs_the_clusters_buckets(tmp_path: Path) -> None:
     result = cluster([inp], cfg.dedup, tmp_path / "duck")  # no buckets written
     with pytest.raises(ValueError, match="buckets"):
         find_leaks([inp], result.decisions, cfg.dedup, tmp_path / "l")
+
+
+@pytest.mark.parametrize("near", [True, False])
+def test_no_partitions_give_no_decisions_and_no_leaks(tmp_path: Path, near: bool) -> None:
+    cfg = _config(tmp_path, dedup={"near": near})
+    buckets = tmp_path / "buckets.parquet"
+    result = cluster([], cfg.dedup, tmp_path / "duck", buckets=buckets)
+    assert (result.decisions, result.exact_duplicates, result.near_duplicates) == ([], 0, 0)
+    leaks = find_leaks([], [], cfg.dedup, tmp_path / "l", buckets=buckets)
+    assert leaks == (0, 0, [])

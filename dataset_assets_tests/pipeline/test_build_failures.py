@@ -4,9 +4,10 @@ it cannot vouch for."""
 import dataclasses
 import uuid
 
+import orjson
 import pytest
 
-from dataset_assets.core.errors import IntegrityError, ManifestError
+from dataset_assets.core.errors import ConfigError, IntegrityError, ManifestError
 from dataset_assets.core.layout import SPLITS
 from dataset_assets.core.partition import RECORDS_NAME
 from dataset_assets.core.sample import write_sample
@@ -92,3 +93,15 @@ def test_a_failed_intermediate_upload_stops_stage_one_before_every_file_is_proce
     assert files >= 20 and 1 <= len(started) <= 2 * 2 + 3 < files
     in_s3 = [o.key for o in store.list(f"{cfg.prefix}/_cache/partitions/")]
     assert not [k for k in in_s3 if k.endswith("summary.json")]
+
+
+def test_a_build_whose_paths_match_no_file_says_so(tmp_path, seaweed) -> None:
+    config_path = write_build_config(tmp_path, f"none-{uuid.uuid4().hex[:10]}")
+    for path in (tmp_path / "data" / "generated").iterdir():
+        path.unlink()  # the families' globs now match nothing
+    cfg, store = config_and_store(config_path, seaweed)
+    with pytest.raises(ConfigError, match="no source files: no family's paths match a file"):
+        Build(cfg, store, "r-empty").compile()
+    # nothing published; the build lease is released
+    assert [o.key for o in store.list(f"{cfg.prefix}/")] == [f"{cfg.prefix}/_lease.json"]
+    assert orjson.loads(store.get_bytes(f"{cfg.prefix}/_lease.json"))["expires_at"] == 0.0
