@@ -13,6 +13,7 @@ in another process or on another machine and needs nothing but S3.
 
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -259,12 +260,18 @@ def _publish_partition(
     return summary
 
 
+@contextlib.contextmanager
 def _stage1(
     store: S3ObjectStore, todo: Sequence[_PartitionTask], workers: int
-) -> list[PartitionSummary]:
+) -> Iterator[tuple[list[PartitionSummary], Callable[[], None]]]:
     """Stage 1 of ``todo`` in worker processes; each partition's intermediates are published
     from this process (threads) as soon as its worker is done, so uploads and the server's
     work on them overlap with the next files' stage 1 instead of following it.
+
+    Yields ``(summaries, wait_published)`` once every worker is done: the last partitions'
+    publishes may still run (the caller can work on the local files meanwhile);
+    ``wait_published()`` returns when every intermediate is in S3 and raises the first publish
+    error. Leaving the block waits for them too (and cancels the unstarted ones on an error).
 
     At most ``workers`` publishes run at once, and a failed one stops the stage at the next
     result (no more files are started; the failed partition's files stay for the rerun)."""
@@ -272,6 +279,12 @@ def _stage1(
     uploads = concurrent.futures.ThreadPoolExecutor(max_workers=limit)
     published: list[concurrent.futures.Future[PartitionSummary]] = []
     pending: set[concurrent.futures.Future[PartitionSummary]] = set()
+    summaries = []
+
+    def wait_published() -> None:
+        for future in published:
+            future.result()  # raises the publish error
+
     try:
         for task, summary in zip(todo, iter_parallel(_run_partition, todo, workers), strict=True):
             while pending and (len(pending) >= limit or any(f.done() for f in pending)):
@@ -284,7 +297,9 @@ def _stage1(
             future = uploads.submit(_publish_partition, store, task, summary)
             pending.add(future)
             published.append(future)
-        return [f.result() for f in published]
+            summaries.append(summary)
+        yield summaries, wait_published
+        wait_published()
     finally:
         uploads.shutdown(wait=True, cancel_futures=True)
 
@@ -301,10 +316,19 @@ def _cached_summary(
     return PartitionSummary(**orjson.loads(store.get_bytes(key)))
 
 
+@contextlib.contextmanager
 def run_partitions(
     cfg: DatasetConfig, store: S3ObjectStore, area: WorkArea, journal: Journal
-) -> tuple[list[PartitionRef], int]:
-    """Stage 1 over every source, in family priority order; returns refs and files processed."""
+) -> Iterator[tuple[list[PartitionRef], Callable[[], None]]]:
+    """Stage 1 over every source, in family priority order.
+
+    Yields ``(refs, wait_published)`` when every partition's local intermediates are written
+    (see :func:`_stage1`): with the local cache on, the caller may read them while the last
+    ones are still being published; without it they are published (and removed) first.
+
+    Raises:
+        ConfigError: no family's paths match a file.
+    """
     stage_digest = stage_config_digest(cfg)
     planned: list[tuple[SourceRef, bool, str]] = []
     for family in cfg.families:
@@ -328,24 +352,26 @@ def run_partitions(
             spec = StoreSpec.of(store)
             todo.append(_PartitionTask(ref, holdout, digest, cfg, spec, out, keep, journal))
     todo_bytes = sum(t.ref.size for t in todo)
-    done = _stage1(store, todo, worker_count(cfg, todo_bytes))
-    for task, summary in zip(todo, done, strict=True):
-        summaries[task.digest] = summary
-    refs = [
-        PartitionRef(
-            family=ref.family,
-            holdout=holdout,
-            uri=ref.uri,
-            size=ref.size,
-            fingerprint=ref.fingerprint,
-            digest=digest,
-            input_records=summaries[digest].input_records,
-            candidates=summaries[digest].candidates,
-            quarantined_by_reason=summaries[digest].quarantined_by_reason,
-        )
-        for ref, holdout, digest in planned
-    ]
-    return refs, len(todo)
+    with _stage1(store, todo, worker_count(cfg, todo_bytes)) as (done, wait_published):
+        if area.cache is None:
+            wait_published()  # publishing removes the local files: read them from S3 after
+        for task, summary in zip(todo, done, strict=True):
+            summaries[task.digest] = summary
+        refs = [
+            PartitionRef(
+                family=ref.family,
+                holdout=holdout,
+                uri=ref.uri,
+                size=ref.size,
+                fingerprint=ref.fingerprint,
+                digest=digest,
+                input_records=summaries[digest].input_records,
+                candidates=summaries[digest].candidates,
+                quarantined_by_reason=summaries[digest].quarantined_by_reason,
+            )
+            for ref, holdout, digest in planned
+        ]
+        yield refs, wait_published
 
 
 def local_intermediate(
@@ -405,7 +431,22 @@ def compile_conversations(
 def _compile(
     cfg: DatasetConfig, store: S3ObjectStore, run_id: str, area: WorkArea, journal: Journal
 ) -> CompileResult:
-    parts, _ = run_partitions(cfg, store, area, journal)
+    with run_partitions(cfg, store, area, journal) as (parts, wait_published):
+        return _dedup_and_publish(cfg, store, run_id, area, journal, parts, wait_published)
+
+
+def _dedup_and_publish(
+    cfg: DatasetConfig,
+    store: S3ObjectStore,
+    run_id: str,
+    area: WorkArea,
+    journal: Journal,
+    parts: list[PartitionRef],
+    wait_published: Callable[[], None],
+) -> CompileResult:
+    """Stage 2 and the leakage check (on the local indexes, while stage 1's last
+    intermediates may still be uploading), then the decisions and sidecars (once every
+    intermediate is in S3: decisions must never name a partition S3 does not hold)."""
     inputs = [
         ClusterInput(local_intermediate(store, cfg.prefix, area, p, INDEX_NAME), p.family, p.uri)
         for p in parts
@@ -433,6 +474,7 @@ def _compile(
         memory_mib=cfg.compile.memory_mib,
         buckets=buckets_path,
     )
+    wait_published()
     cluster_digest = _cluster_digest(cfg, parts)
     parts = _publish_decisions(store, cfg.prefix, cluster_digest, parts, clustered.decisions)
     quarantine_path = area.work / "quarantine.jsonl"
