@@ -123,6 +123,8 @@ def cluster(
     """Deduplicate all partitions; write the dedup sidecar and the provenance of every published
     record (zstd JSONL) where paths are given, and (near dedup on) the shared LSH buckets
     :func:`find_leaks` checks (``buckets``, Parquet ``key, h``)."""
+    if buckets is not None:
+        buckets.unlink(missing_ok=True)  # never an older run's
     con = _connect(work, threads, memory_mib)
     try:
         _docs_view(con, inputs, options.near)
@@ -226,7 +228,11 @@ def _write_buckets(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     )
 
 
-_NUMPY = {t: np.dtype(t.to_pandas_dtype()) for t in (pa.int64(), pa.uint32(), pa.uint8())}
+_NUMPY = {
+    pa.int64(): np.dtype(np.int64),
+    pa.uint32(): np.dtype(np.uint32),
+    pa.uint8(): np.dtype(np.uint8),
+}
 
 
 def _numpy(values: pa.Array) -> np.ndarray:
@@ -235,6 +241,8 @@ def _numpy(values: pa.Array) -> np.ndarray:
     if values.null_count:
         raise ValueError(f"unexpected nulls in a {values.type} column")
     dtype = _NUMPY[values.type]
+    if not len(values):
+        return np.zeros(0, dtype)
     return np.frombuffer(
         values.buffers()[1], dtype=dtype, count=len(values), offset=values.offset * dtype.itemsize
     )
@@ -247,6 +255,9 @@ def _table(**columns: np.ndarray) -> pa.Table:
     arrays = []
     for values in columns.values():
         values = np.ascontiguousarray(values)
+        # fixed-width numbers in native byte order (Arrow booleans are bits, not bytes)
+        if values.ndim != 1 or values.dtype.kind not in "iuf" or not values.dtype.isnative:
+            raise ValueError(f"not a column of native numbers: {values.dtype}, {values.ndim}-D")
         buffers = [None, pa.py_buffer(values)]
         arrays.append(
             pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), buffers)
@@ -330,8 +341,10 @@ def _decisions(con: duckdb.DuckDBPyConnection, inputs: Sequence[ClusterInput]) -
     out = []
     for p, inp in enumerate(inputs):
         # ParquetFile, not pq.read_table (which imports pyarrow.dataset, and with it pandas)
-        split = pq.ParquetFile(inp.index_path).read(columns=["split"]).column("split")
-        codes = np.array(_numpy(split.combine_chunks()), dtype=np.uint8, copy=True)
+        with pq.ParquetFile(inp.index_path) as index:
+            chunks = index.read(columns=["split"]).column("split").chunks
+        codes = np.concatenate([_numpy(c) for c in chunks] or [np.zeros(0, np.uint8)])
+        codes = codes.astype(np.uint8, copy=True)
         lo, hi = np.searchsorted(dropped, [p << _SHIFT, (p + 1) << _SHIFT])
         codes[(dropped[lo:hi] & 0xFFFFFFFF).astype(np.int64)] = 0
         out.append(codes)
@@ -367,9 +380,14 @@ def find_leaks(
 
     Exact: a content hash published in two splits. Near (when ``options.near``): a pair of
     records published in two splits that share an LSH bucket and whose signatures estimate a
-    similarity ≥ the threshold. Works from the partition indexes, the decisions (exactly what
-    the shard stage publishes) and, for near pairs, the shared buckets :func:`cluster` wrote
-    (``buckets``; the band keys are not grouped a second time).
+    similarity ≥ the threshold. Works from the partition indexes and the decisions (exactly
+    what the shard stage publishes). When every published record is its content hash's
+    representative (the first of its exact group, as :func:`cluster` publishes them), the
+    bucket members :func:`cluster` wrote (``buckets``) are all the buckets a near pair can
+    share, and the band keys are not grouped a second time; otherwise (decisions that
+    publish another member of an exact group: a bug, or tampering) the band keys of every
+    published record are unnested and grouped again, as the representative's bands may not
+    be the record's own (``fold_case`` folds the content hash further than MinHash's text).
 
     Raises:
         ValueError: near dedup on and no ``buckets`` file.
@@ -429,12 +447,22 @@ def _near_leaks(
     sample: int,
     buckets: Path,
 ) -> int:
-    # Every published record in the shared buckets its content hash is a member of.
-    con.execute(
-        "CREATE TABLE bandrows AS SELECT b.key, p.doc, p.split "
-        f"FROM read_parquet('{_sql_path(buckets)}') b JOIN docs d USING (h) "
-        "JOIN pub p USING (doc)"
+    others = _count(
+        con,
+        "SELECT count(*) FROM pub p JOIN docs d USING (doc) "
+        "JOIN (SELECT h, min(doc) AS rep FROM docs GROUP BY h) r USING (h) WHERE p.doc <> r.rep",
     )
+    if others:  # published records that are not their exact group's representative
+        con.execute(
+            "CREATE TABLE bandrows AS SELECT unnest(d.bands) AS key, d.doc, p.split "
+            "FROM docs d JOIN pub p USING (doc)"
+        )
+    else:  # every published record in the shared buckets its content hash is a member of
+        con.execute(
+            "CREATE TABLE bandrows AS SELECT b.key, p.doc, p.split "
+            f"FROM read_parquet('{_sql_path(buckets)}') b JOIN docs d USING (h) "
+            "JOIN pub p USING (doc)"
+        )
     # Only buckets that hold records of two splits can hide a leak.
     # (min <> max: two splits in the bucket, without count(DISTINCT)'s per-bucket sets)
     con.execute(

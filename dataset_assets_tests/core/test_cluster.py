@@ -156,3 +156,26 @@ def test_no_partitions_give_no_decisions_and_no_leaks(tmp_path: Path, near: bool
     assert (result.decisions, result.exact_duplicates, result.near_duplicates) == ([], 0, 0)
     leaks = find_leaks([], [], cfg.dedup, tmp_path / "l", buckets=buckets)
     assert leaks == (0, 0, [])
+
+
+@pytest.mark.parametrize("fold_case", [False, True])
+def test_leakage_check_sees_a_published_exact_copy_by_its_own_bands(
+    tmp_path: Path, fold_case: bool
+) -> None:
+    """Decisions that publish an exact group's other member (not the one cluster keeps) are
+    checked with that record's own band keys: with ``fold_case`` its text (what MinHash
+    sees) can differ from the kept record's although their content hashes are equal."""
+    cfg = _config(tmp_path, dedup={"fold_case": fold_case})
+    first = " ".join(f"straße{i}" for i in range(300))
+    # STRASSE…: the same casefolded content hash, but no word in common once lowercased
+    copy = first.upper() if fold_case else first
+    edited = copy.replace("150", "x", 1)
+    inp = _partition(tmp_path, cfg, "p", [_msgs(first), _msgs(copy), _msgs(edited)])
+    buckets = tmp_path / "buckets.parquet"
+    result = cluster([inp], cfg.dedup, tmp_path / "duck", buckets=buckets)
+    assert result.decisions[0][1] == 0  # the copy is an exact duplicate of the first record
+    tampered = result.decisions[0].copy()
+    tampered[:] = [0, 1, 2]  # the copy published in train, its near duplicate in val
+    exact, near, pairs = find_leaks([inp], [tampered], cfg.dedup, tmp_path / "l", buckets=buckets)
+    assert (exact, near) == (0, 1)
+    assert pairs[0]["kind"] == "near" and pairs[0]["similarity"] >= cfg.dedup.threshold
