@@ -228,7 +228,7 @@ def _write_buckets(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     )
 
 
-_NUMPY = {
+_NUMPY: dict[pa.DataType, np.dtype[Any]] = {
     pa.int64(): np.dtype(np.int64),
     pa.uint32(): np.dtype(np.uint32),
     pa.uint8(): np.dtype(np.uint8),
