@@ -449,8 +449,12 @@ def _near_leaks(
 ) -> int:
     others = _count(
         con,
+        # Grouped by a 64-bit hash of the content hash (8-byte keys aggregate ~2x faster than
+        # 32-byte blobs); two hashes colliding could only make a record look like another's
+        # copy, i.e. take the slower full check, never skip it.
         "SELECT count(*) FROM pub p JOIN docs d USING (doc) "
-        "JOIN (SELECT h, min(doc) AS rep FROM docs GROUP BY h) r USING (h) WHERE p.doc <> r.rep",
+        "JOIN (SELECT hash(h) AS hh, min(doc) AS rep FROM docs GROUP BY hh) r ON r.hh = hash(d.h) "
+        "WHERE p.doc <> r.rep",
     )
     if others:  # published records that are not their exact group's representative
         con.execute(
