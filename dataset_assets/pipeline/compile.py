@@ -17,6 +17,7 @@ import contextlib
 import functools
 import hashlib
 import itertools
+import logging
 import multiprocessing
 import os
 import shutil
@@ -140,6 +141,8 @@ def work_area(cfg: DatasetConfig, run_id: str, step: str) -> WorkArea:
     cache = cfg.staging_dir / "cache" if cfg.compile.local_cache else None
     return WorkArea(work, cache)
 
+
+log = logging.getLogger(__name__)
 
 SMALL_INPUT_BYTES = 32 * 1024 * 1024
 """Below this much input a stage runs in the calling process: starting workers (a forkserver
@@ -300,6 +303,12 @@ def _stage1(
             summaries.append(summary)
         yield summaries, wait_published
         wait_published()
+    except BaseException as exc:
+        uploads.shutdown(wait=True, cancel_futures=True)
+        for future in published:  # failures behind the one being raised: not lost silently
+            if future.done() and not future.cancelled() and future.exception() not in (None, exc):
+                log.warning("stage 1: another intermediate publish failed: %s", future.exception())
+        raise
     finally:
         uploads.shutdown(wait=True, cancel_futures=True)
 

@@ -105,3 +105,23 @@ def test_a_build_whose_paths_match_no_file_says_so(tmp_path, seaweed) -> None:
     # nothing published; the build lease is released
     assert [o.key for o in store.list(f"{cfg.prefix}/")] == [f"{cfg.prefix}/_lease.json"]
     assert orjson.loads(store.get_bytes(f"{cfg.prefix}/_lease.json"))["expires_at"] == 0.0
+
+
+def test_a_publish_failing_after_stage_one_ends_publishes_no_decisions(tmp_path, seaweed) -> None:
+    """The dedup stage starts while the last intermediates upload: when that upload fails, the
+    compile fails with it and nothing that names the partition (decisions, sidecars) is in S3."""
+    config_path = write_build_config(tmp_path, f"late-{uuid.uuid4().hex[:10]}")
+    files = sorted((tmp_path / "data" / "generated").iterdir())
+    for path in files[1:]:
+        path.unlink()  # one source file: its publish is the one still running
+    cfg, store = config_and_store(config_path, seaweed)
+    with FaultProxy(upstream=seaweed.endpoint_url) as proxy:
+        settings = dataclasses.replace(seaweed, endpoint_url=proxy.endpoint_url)
+        failing = S3ObjectStore(cfg.bucket, settings, part_size=cfg.part_size)
+        proxy.only_path(f"/{cfg.prefix}/_cache/partitions/")
+        proxy.corrupt_request_body(times=None)  # every intermediate upload: BadDigest
+        with pytest.raises(PublishError):
+            Build(cfg, failing, "r-late").compile()
+    keys = [o.key for o in store.list(f"{cfg.prefix}/")]
+    assert not [k for k in keys if "/_cache/decisions/" in k or k.endswith("summary.json")]
+    assert not [k for k in keys if "quarantine" in k or "provenance" in k or "dedup" in k]
