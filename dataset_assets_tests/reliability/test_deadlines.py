@@ -143,6 +143,9 @@ def test_a_trickled_small_read_fails_within_a_deadline(seaweed: S3Settings) -> N
 
         reader = threading.Thread(target=get, daemon=True)
         reader.start()
-        reader.join(5)  # 4 KiB at 1 byte/s: 68 minutes without a deadline
-        assert not reader.is_alive(), "get_bytes still reading a trickled body after 5 s"
+        # 4 KiB at 1 byte/s: 68 minutes without a deadline; with it, ~3 s after the response
+        # head (2 s + 4 KiB at 64 KiB/s, noticed at the next byte). 10 s leaves room for the
+        # server's own latency on a loaded 2-core machine (one CI run saw > 5 s).
+        reader.join(10)
+        assert not reader.is_alive(), "get_bytes still reading a trickled body after 10 s"
     assert isinstance(outcome[0], StorageError)
