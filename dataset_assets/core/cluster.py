@@ -220,8 +220,7 @@ def _write_buckets(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     record is represented by its content hash's survivor (identical text, identical bands), so
     these rows are all :func:`find_leaks` needs to find near pairs published in two splits —
     without unnesting and grouping every band of every record a second time."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # (cluster() removed any older file)
     con.execute(
         "COPY (SELECT x.key, r.h FROM members x JOIN reps r ON r.rep = x.doc) "
         f"TO '{_sql_path(path)}' (FORMAT parquet)"
@@ -346,8 +345,8 @@ def _decisions(con: duckdb.DuckDBPyConnection, inputs: Sequence[ClusterInput]) -
         # ParquetFile, not pq.read_table (which imports pyarrow.dataset, and with it pandas)
         with pq.ParquetFile(inp.index_path) as index:
             chunks = index.read(columns=["split"]).column("split").chunks
+        # a new, writable array (concatenate copies the read-only views)
         codes = np.concatenate([_numpy(c) for c in chunks] or [np.zeros(0, np.uint8)])
-        codes = codes.astype(np.uint8, copy=True)
         lo, hi = np.searchsorted(dropped, [p << _SHIFT, (p + 1) << _SHIFT])
         codes[(dropped[lo:hi] & 0xFFFFFFFF).astype(np.int64)] = 0
         out.append(codes)

@@ -62,6 +62,7 @@ from dataset_assets.pipeline.sources import list_sources, open_source
 from dataset_assets.storage import Journal, Publisher, S3ObjectStore, S3Settings
 
 SUMMARY_NAME = "summary.json"
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -141,8 +142,6 @@ def work_area(cfg: DatasetConfig, run_id: str, step: str) -> WorkArea:
     cache = cfg.staging_dir / "cache" if cfg.compile.local_cache else None
     return WorkArea(work, cache)
 
-
-log = logging.getLogger(__name__)
 
 SMALL_INPUT_BYTES = 32 * 1024 * 1024
 """Below this much input a stage runs in the calling process: starting workers (a forkserver
