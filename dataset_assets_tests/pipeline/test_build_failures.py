@@ -7,13 +7,14 @@ import uuid
 import orjson
 import pytest
 
+from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.errors import ConfigError, IntegrityError, ManifestError
 from dataset_assets.core.layout import SPLITS
 from dataset_assets.core.partition import RECORDS_NAME
 from dataset_assets.core.sample import write_sample
 from dataset_assets.pipeline.build import Build
 from dataset_assets.pipeline.manifest import assemble_manifest
-from dataset_assets.storage import PublishError, S3ObjectStore
+from dataset_assets.storage import PublishError, S3ObjectStore, S3Settings
 from dataset_assets_tests.builds import config_and_store, write_build_config
 from dataset_assets_tests.faults import FaultProxy
 
@@ -67,6 +68,20 @@ def test_manifest_refuses_shards_that_disagree_with_the_counts(tmp_path, seaweed
         assemble_manifest(cfg, result, shards["train"], None)  # val and test shards missing
 
 
+def _compile_with_every_intermediate_upload_corrupted(
+    cfg: DatasetConfig, seaweed: S3Settings, run_id: str
+) -> None:
+    """Compile through a proxy that corrupts every stage-1 intermediate upload (BadDigest):
+    the compile must fail with PublishError."""
+    with FaultProxy(upstream=seaweed.endpoint_url) as proxy:
+        settings = dataclasses.replace(seaweed, endpoint_url=proxy.endpoint_url)
+        failing = S3ObjectStore(cfg.bucket, settings, part_size=cfg.part_size)
+        proxy.only_path(f"/{cfg.prefix}/_cache/partitions/")
+        proxy.corrupt_request_body(times=None)
+        with pytest.raises(PublishError):
+            Build(cfg, failing, run_id).compile()
+
+
 def test_a_failed_intermediate_upload_stops_stage_one_before_every_file_is_processed(
     tmp_path, seaweed
 ) -> None:
@@ -82,13 +97,7 @@ def test_a_failed_intermediate_upload_stops_stage_one_before_every_file_is_proce
             path.rename(generated / f"{path.stem}-{k}.jsonl")
     files = len(list(generated.glob("*.jsonl")))
     cfg, store = config_and_store(config_path, seaweed)
-    with FaultProxy(upstream=seaweed.endpoint_url) as proxy:
-        settings = dataclasses.replace(seaweed, endpoint_url=proxy.endpoint_url)
-        failing = S3ObjectStore(cfg.bucket, settings, part_size=cfg.part_size)
-        proxy.only_path(f"/{cfg.prefix}/_cache/partitions/")
-        proxy.corrupt_request_body(times=None)  # every intermediate upload: BadDigest
-        with pytest.raises(PublishError):
-            Build(cfg, failing, "r1").compile()
+    _compile_with_every_intermediate_upload_corrupted(cfg, seaweed, "r1")
     started = list((cfg.staging_dir / "cache" / "partitions").iterdir())
     assert files >= 20 and 1 <= len(started) <= 2 * 2 + 3 < files
     in_s3 = [o.key for o in store.list(f"{cfg.prefix}/_cache/partitions/")]
@@ -115,13 +124,7 @@ def test_a_publish_failing_after_stage_one_ends_publishes_no_decisions(tmp_path,
     for path in files[1:]:
         path.unlink()  # one source file: its publish is the one still running
     cfg, store = config_and_store(config_path, seaweed)
-    with FaultProxy(upstream=seaweed.endpoint_url) as proxy:
-        settings = dataclasses.replace(seaweed, endpoint_url=proxy.endpoint_url)
-        failing = S3ObjectStore(cfg.bucket, settings, part_size=cfg.part_size)
-        proxy.only_path(f"/{cfg.prefix}/_cache/partitions/")
-        proxy.corrupt_request_body(times=None)  # every intermediate upload: BadDigest
-        with pytest.raises(PublishError):
-            Build(cfg, failing, "r-late").compile()
+    _compile_with_every_intermediate_upload_corrupted(cfg, seaweed, "r-late")
     keys = [o.key for o in store.list(f"{cfg.prefix}/")]
     assert not [k for k in keys if "/_cache/decisions/" in k or k.endswith("summary.json")]
     assert not [k for k in keys if "quarantine" in k or "provenance" in k or "dedup" in k]
