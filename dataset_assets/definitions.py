@@ -11,6 +11,7 @@ The ``s3`` resource is dagster-aws's ``S3Resource`` (``ObjectStoreResource``); i
 ``dg.EnvVar`` references, so the UI and GraphQL show variable names, never secrets.
 """
 
+import gc
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,13 @@ from dataset_assets.defs import sources as source_defs
 from dataset_assets.defs.io_manager import S3PublishIOManager
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
 from dataset_assets.environments import credential_env, s3_settings
+
+# Importing Dagster, its dependencies and this package leaves ~230k objects that live as long as
+# the process. Frozen, no garbage collection traverses them again: each full collection during a
+# build cost ~0.1 s (6 per build), and the collections at interpreter exit ~0.5 s per process
+# (each build's process, and each step's under the multiprocess executor). Measured on a no-op
+# rebuild, `dagster job execute`: 5.6-5.7 s -> 4.9 s.
+gc.freeze()
 
 
 def make_s3_resource(environ: Mapping[str, str]) -> ObjectStoreResource:
