@@ -34,6 +34,7 @@ import zstandard
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.dedup import hashes_and_words
 from dataset_assets.core.errors import IntegrityError, InvalidRecordError
+from dataset_assets.core.lines import LineBlock, line_blocks
 from dataset_assets.core.minhash import Signer
 from dataset_assets.core.normalize import normalize_messages
 from dataset_assets.core.quarantine import QuarantineWriter, raw_prefix
@@ -278,21 +279,31 @@ def read_records(path: Path) -> Iterator[bytes]:
     """The record lines of a partition's ``records.jsonl.zst``, in order.
 
     Raises:
-        IntegrityError: the file is not a complete zstd stream (cut or damaged).
+        IntegrityError: as :func:`read_record_blocks`.
+    """
+    for block in read_record_blocks(path):
+        start = 0
+        for end in block.ends.tolist():
+            yield bytes(block.data[start:end])
+            start = end
+
+
+def read_record_blocks(path: Path) -> Iterator[LineBlock]:
+    """The record lines of a partition's ``records.jsonl.zst`` in blocks, in order.
+
+    Raises:
+        IntegrityError: the file is not a complete zstd stream, or its last line is cut.
     """
     with path.open("rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
-        pending = b""
-        while True:
-            try:
-                chunk = reader.read(1 << 20)
-            except zstandard.ZstdError as exc:
-                raise IntegrityError(f"records {path}", "a complete zstd stream", str(exc)) from exc
-            if not chunk:
-                break
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop()
-            for line in lines:
-                yield line + b"\n"
-        if pending:
-            cut = f"a cut line of {len(pending)} B"
-            raise IntegrityError(f"records {path}", "whole lines", cut)
+        yield from line_blocks(_decompressed(reader, path), f"records {path}")
+
+
+def _decompressed(reader: zstandard.ZstdDecompressionReader, path: Path) -> Iterator[bytes]:
+    while True:
+        try:
+            chunk = reader.read(1 << 20)
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"records {path}", "a complete zstd stream", str(exc)) from exc
+        if not chunk:
+            return
+        yield chunk

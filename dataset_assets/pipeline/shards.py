@@ -26,9 +26,10 @@ from pydantic import TypeAdapter
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.errors import IntegrityError, ObjectNotFoundError
 from dataset_assets.core.layout import SPLITS, cache_shards_key, data_suffix, shard_key
+from dataset_assets.core.lines import LineBlock, file_chunks, line_blocks
 from dataset_assets.core.manifest import ShardEntry
-from dataset_assets.core.partition import RECORDS_NAME, SPLIT_CODES, read_records
-from dataset_assets.core.shards import write_shards
+from dataset_assets.core.partition import RECORDS_NAME, SPLIT_CODES, read_record_blocks
+from dataset_assets.core.shards import write_shard_blocks
 from dataset_assets.pipeline.compile import (
     CompileResult,
     PartitionRef,
@@ -91,27 +92,37 @@ def cached_shard_sets(
     return entries, missing
 
 
-def split_lines(
+def split_blocks(
     records: Path, codes: np.ndarray, code: int, family: str
-) -> Iterator[tuple[bytes, str]]:
-    """The partition's record lines published in one split, in file order.
+) -> Iterator[tuple[LineBlock, str]]:
+    """The partition's record lines published in one split, in file order, in blocks.
 
     Raises:
         IntegrityError: the records file holds another number of records than the decisions
             (a cut or damaged intermediate).
     """
-    for line_code, line in _coded_lines(records, codes):
-        if line_code == code:
-            yield line, family
+    for run_code, run in _coded_runs(records, codes):
+        if run_code == code:
+            yield run, family
 
 
-def _coded_lines(records: Path, codes: np.ndarray) -> Iterator[tuple[int, bytes]]:
-    """(split code, line) of every record, checking the records against the decisions."""
+def _coded_runs(records: Path, codes: np.ndarray) -> Iterator[tuple[int, LineBlock]]:
+    """(split code, lines) of each run of consecutive records with the same code, checking the
+    records against the decisions."""
     count = 0
-    for count, line in enumerate(read_records(records), start=1):
-        if count > len(codes):
-            break
-        yield int(codes[count - 1]), line
+    for block in read_record_blocks(records):
+        n = len(block)
+        if count + n > len(codes):
+            raise IntegrityError(
+                f"records of partition {records.parent.name}",
+                f"{len(codes)} records",
+                f"more than {len(codes)}",
+            )
+        block_codes = codes[count : count + n]
+        cuts = (np.flatnonzero(block_codes[1:] != block_codes[:-1]) + 1).tolist()
+        for lo, hi in zip([0, *cuts], [*cuts, n], strict=True):
+            yield int(block_codes[lo]), block.take(lo, hi)
+        count += n
     if count != len(codes):
         raise IntegrityError(
             f"records of partition {records.parent.name}", f"{len(codes)} records", f"{count}"
@@ -120,8 +131,9 @@ def _coded_lines(records: Path, codes: np.ndarray) -> Iterator[tuple[int, bytes]
 
 def lines_by_split(
     records: Path, codes: np.ndarray, splits: list[str], family: str, spill: Path
-) -> Iterator[tuple[str, Iterator[tuple[bytes, str]]]]:
-    """``(split, its lines)`` for each of ``splits`` in order, decompressing the records once.
+) -> Iterator[tuple[str, Iterator[tuple[LineBlock, str]]]]:
+    """``(split, its lines in blocks)`` for each of ``splits`` in order, decompressing the
+    records once.
 
     The first split's lines stream straight from the records file while the other splits'
     lines are written to ``spill/{split}.jsonl``; those stream from there once the first split's
@@ -130,30 +142,30 @@ def lines_by_split(
     line splits of every partition.
 
     Raises:
-        IntegrityError: as :func:`split_lines`; and when a spilled split is read before the
+        IntegrityError: as :func:`split_blocks`; and when a spilled split is read before the
             first split's lines were consumed to the end.
     """
     first, rest = splits[0], splits[1:]
     if not rest:
-        yield first, split_lines(records, codes, SPLIT_CODES[first], family)
+        yield first, split_blocks(records, codes, SPLIT_CODES[first], family)
         return
     spill.mkdir(parents=True, exist_ok=True)
     paths = {SPLIT_CODES[s]: spill / f"{s}.jsonl" for s in rest}
     complete = False
 
-    def first_lines() -> Iterator[tuple[bytes, str]]:
+    def first_lines() -> Iterator[tuple[LineBlock, str]]:
         nonlocal complete
         first_code = SPLIT_CODES[first]
         with ExitStack() as stack:
             files = {c: stack.enter_context(path.open("wb")) for c, path in paths.items()}
-            for code, line in _coded_lines(records, codes):
+            for code, run in _coded_runs(records, codes):
                 if code == first_code:
-                    yield line, family
+                    yield run, family
                 elif code in files:
-                    files[code].write(line)
+                    files[code].write(run.data)
         complete = True
 
-    def spilled(split: str) -> Iterator[tuple[bytes, str]]:
+    def spilled(split: str) -> Iterator[tuple[LineBlock, str]]:
         if not complete:
             raise IntegrityError(
                 f"spilled {split} lines of partition {records.parent.name}",
@@ -162,8 +174,8 @@ def lines_by_split(
             )
         path = paths[SPLIT_CODES[split]]
         with path.open("rb") as fh:
-            for line in fh:
-                yield line, family
+            for block in line_blocks(file_chunks(fh), f"spilled {path}"):
+                yield block, family
         path.unlink()
 
     yield first, first_lines()
@@ -175,15 +187,15 @@ def _publish_split(
     cfg: DatasetConfig,
     pub: Publisher,
     split: str,
-    lines: Iterator[tuple[bytes, str]],
+    blocks: Iterator[tuple[LineBlock, str]],
     staging: Path,
 ) -> list[PublishedObject]:
     """Write the split's shards and publish each as soon as it is written; writing stops at the
     first failed publish, so an unreachable store never fills the disk (PublishError; the
     failed shards stay local)."""
     compression = cfg.data_compression
-    staged = write_shards(
-        lines,
+    staged = write_shard_blocks(
+        blocks,
         split=split,
         staging_dir=staging,
         shard_size=cfg.shard_size,
@@ -214,8 +226,8 @@ def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], Sh
     spill = staging / "spill"
     try:
         with Publisher(store, max_in_flight=k, verify=cfg.verify, journal=task.journal) as pub:
-            for split, lines in lines_by_split(records, codes, missing, part.family, spill):
-                published = _publish_split(cfg, pub, split, lines, staging / split)
+            for split, blocks in lines_by_split(records, codes, missing, part.family, spill):
+                published = _publish_split(cfg, pub, split, blocks, staging / split)
                 entries[split] = [
                     shard_entry(split, p, md5=p.md5, compression=cfg.data_compression)
                     for p in published
