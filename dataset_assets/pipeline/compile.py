@@ -452,9 +452,9 @@ def _dedup_and_publish(
     parts: list[PartitionRef],
     wait_published: Callable[[], None],
 ) -> CompileResult:
-    """Stage 2 on the local indexes (while stage 1's last intermediates may still be
-    uploading); then, once every intermediate is in S3 (nothing published may name a partition
-    S3 does not hold), the sidecars upload while the leakage check runs, then the decisions."""
+    """Stage 2 and the leakage check (on the local indexes, while stage 1's last
+    intermediates may still be uploading), then the decisions and sidecars (once every
+    intermediate is in S3: decisions must never name a partition S3 does not hold)."""
     inputs = [
         ClusterInput(local_intermediate(store, cfg.prefix, area, p, INDEX_NAME), p.family, p.uri)
         for p in parts
@@ -473,38 +473,33 @@ def _dedup_and_publish(
         provenance=provenance_path,
         buckets=buckets_path,
     )
-    # Every intermediate in S3 before anything that names a partition (decisions, sidecars);
-    # the last ones normally finished uploading while the dedup stage ran.
+    exact, near, pairs = find_leaks(
+        inputs,
+        clustered.decisions,
+        cfg.dedup,
+        area.work / "leaks",
+        threads=threads,
+        memory_mib=cfg.compile.memory_mib,
+        buckets=buckets_path,
+    )
     wait_published()
+    cluster_digest = _cluster_digest(cfg, parts)
+    parts = _publish_decisions(store, cfg.prefix, cluster_digest, parts, clustered.decisions)
+    quarantine_path = area.work / "quarantine.jsonl"
+    _merge_quarantine(store, cfg.prefix, area, parts, quarantine_path)
+    counts = _counts(parts, clustered.exact_duplicates, clustered.near_duplicates)
     dups = clustered.exact_duplicates + clustered.near_duplicates
-    published = sum(int(np.count_nonzero(codes)) for codes in clustered.decisions)
     with Publisher(store, max_in_flight=3, verify=cfg.verify, journal=journal) as publisher:
-        # The sidecars follow from the decisions alone: uploaded while the leakage check runs.
-        pv = _stage(provenance_path, "", published, cfg.part_size)
+        q = _stage(quarantine_path, "", counts.quarantined, cfg.part_size)
+        q = StagedFile(q.path, quarantine_key(cfg.prefix, q.digest.sha256), q.digest, q.records)
+        pv = _stage(provenance_path, "", counts.published_records, cfg.part_size)
         pv = StagedFile(
             pv.path, provenance_key(cfg.prefix, pv.digest.sha256), pv.digest, pv.records
         )
         dd = _stage(dedup_path, "", dups, cfg.part_size)
         dd = StagedFile(dd.path, dedup_key(cfg.prefix, dd.digest.sha256), dd.digest, dd.records)
-        sidecars = [publisher.submit(pv), publisher.submit(dd)]
-        exact, near, pairs = find_leaks(
-            inputs,
-            clustered.decisions,
-            cfg.dedup,
-            area.work / "leaks",
-            threads=threads,
-            memory_mib=cfg.compile.memory_mib,
-            buckets=buckets_path,
-        )
-        cluster_digest = _cluster_digest(cfg, parts)
-        parts = _publish_decisions(store, cfg.prefix, cluster_digest, parts, clustered.decisions)
-        quarantine_path = area.work / "quarantine.jsonl"
-        _merge_quarantine(store, cfg.prefix, area, parts, quarantine_path)
-        counts = _counts(parts, clustered.exact_duplicates, clustered.near_duplicates)
-        q = _stage(quarantine_path, "", counts.quarantined, cfg.part_size)
-        q = StagedFile(q.path, quarantine_key(cfg.prefix, q.digest.sha256), q.digest, q.records)
         quarantine = file_entry(publisher.publish(q))
-        provenance, dedup = (file_entry(f.result(), compression="zstd") for f in sidecars)
+        provenance, dedup = (file_entry(publisher.publish(f), compression="zstd") for f in (pv, dd))
     return CompileResult(
         run_id=run_id,
         config_digest=cfg.digest(),
@@ -529,20 +524,20 @@ def _publish_decisions(
     parts: Sequence[PartitionRef],
     decisions: Sequence[np.ndarray],
 ) -> list[PartitionRef]:
-    def put(part: PartitionRef, codes: np.ndarray) -> PartitionRef:
+    out = []
+    for part, codes in zip(parts, decisions, strict=True):
         data = codes.astype(np.uint8).tobytes()
         store.put_bytes(cache_decisions_key(prefix, cluster_digest, part.digest), data)
         per_split = {s: int((codes == c).sum()) for s, c in SPLIT_CODES.items()}
-        return part.model_copy(
-            update={
-                "decisions_sha256": hashlib.sha256(data).hexdigest(),
-                "split_records": {s: n for s, n in per_split.items() if n},
-            }
+        out.append(
+            part.model_copy(
+                update={
+                    "decisions_sha256": hashlib.sha256(data).hexdigest(),
+                    "split_records": {s: n for s, n in per_split.items() if n},
+                }
+            )
         )
-
-    # one small PUT per partition: in threads (600 files = 600 round trips)
-    with concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="decisions") as pool:
-        return list(pool.map(put, parts, decisions))
+    return out
 
 
 def _counts(parts: Sequence[PartitionRef], exact: int, near: int) -> BuildCounts:
