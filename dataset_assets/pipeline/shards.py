@@ -183,16 +183,19 @@ def lines_by_split(
         yield split, spilled(split)
 
 
-def _publish_split(
+def _submit_split(
     cfg: DatasetConfig,
     pub: Publisher,
     split: str,
     blocks: Iterator[tuple[LineBlock, str]],
     staging: Path,
-) -> list[PublishedObject]:
-    """Write the split's shards and publish each as soon as it is written; writing stops at the
-    first failed publish, so an unreachable store never fills the disk (PublishError; the
-    failed shards stay local)."""
+    futures: list[concurrent.futures.Future[PublishedObject]],
+) -> bool:
+    """Write the split's shards and submit each for publishing as soon as it is written
+    (appended to ``futures``, the partition's publishes so far), without waiting for the last
+    ones: the next split is written while they upload. Returns False once any of ``futures``
+    failed: writing stops there, so an unreachable store never fills the disk (the failed
+    shards stay local)."""
     compression = cfg.data_compression
     staged = write_shard_blocks(
         blocks,
@@ -203,12 +206,11 @@ def _publish_split(
         key_for=lambda sid: shard_key(cfg.prefix, split, sid, data_suffix(compression)),
         compression=compression,
     )
-    futures = []
     for item in staged:
         futures.append(pub.submit(item))
         if any(f.done() and f.exception() is not None for f in futures):
-            break
-    return pub.wait()
+            return False
+    return True
 
 
 def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], ShardStats]:
@@ -226,16 +228,24 @@ def _partition_shards(task: _ShardTask) -> tuple[dict[str, list[ShardEntry]], Sh
     spill = staging / "spill"
     try:
         with Publisher(store, max_in_flight=k, verify=cfg.verify, journal=task.journal) as pub:
+            futures: list[concurrent.futures.Future[PublishedObject]] = []
+            splits: list[str] = []  # the split of each submitted shard, in submit order
             for split, blocks in lines_by_split(records, codes, missing, part.family, spill):
-                published = _publish_split(cfg, pub, split, blocks, staging / split)
-                entries[split] = [
-                    shard_entry(split, p, md5=p.md5, compression=cfg.data_compression)
-                    for p in published
-                ]
-                written += len(published)
-                uploaded += sum(p.uploaded for p in published)
-                key = cache_shards_key(cfg.prefix, shard_set_digest(cfg, part, split))
-                store.put_bytes(key, _ENTRIES.dump_json(entries[split]))
+                ok = _submit_split(cfg, pub, split, blocks, staging / split, futures)
+                splits += [split] * (len(futures) - len(splits))
+                if not ok:
+                    break  # pub.wait() raises the failure
+            published = pub.wait()  # PublishError if any shard failed
+        for split in missing:
+            done = [p for p, s in zip(published, splits, strict=True) if s == split]
+            entries[split] = [
+                shard_entry(split, p, md5=p.md5, compression=cfg.data_compression) for p in done
+            ]
+            written += len(done)
+            uploaded += sum(p.uploaded for p in done)
+            # only once every shard of the split is verified in S3
+            key = cache_shards_key(cfg.prefix, shard_set_digest(cfg, part, split))
+            store.put_bytes(key, _ENTRIES.dump_json(entries[split]))
     finally:
         shutil.rmtree(spill, ignore_errors=True)  # copies of records lines, not shards
     # Only after every shard of the partition is verified in S3: staged shards of a failed
