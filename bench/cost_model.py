@@ -64,6 +64,7 @@ def main() -> None:
         lambda d: (
             d.get("settings", {}).get("memory_mib") == MEMORY_MIB
             and d["settings"].get("docs_view") == "file_index"
+            and d["settings"].get("threads") == 2  # the build's: one DuckDB thread per core
             and all(not r["cluster"].get("error") for r in d.get("sizes", []))
         ),
     )
