@@ -51,6 +51,7 @@ from gen_corpus import generate  # noqa: E402
 
 from dataset_assets.core.hashing import digest_file  # noqa: E402
 from dataset_assets.core.layout import shard_key  # noqa: E402
+from dataset_assets.core.lines import group_lines  # noqa: E402
 from dataset_assets.core.shards import write_shards  # noqa: E402
 from dataset_assets.core.staged import StagedFile  # noqa: E402
 from dataset_assets.pipeline.entries import file_entry  # noqa: E402
@@ -75,7 +76,7 @@ def run_ours(lines: list[bytes], store: S3ObjectStore, staging: Path, shard_size
     t = time.perf_counter()
     with Publisher(store, max_in_flight=2) as publisher:
         for staged in write_shards(
-            ((line, "bench") for line in lines),
+            group_lines((line, "bench") for line in lines),
             split="train",
             staging_dir=staging,
             shard_size=shard_size,

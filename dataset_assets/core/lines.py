@@ -75,6 +75,25 @@ def _line_ends(data: bytes) -> list[int]:
     return ends
 
 
+def group_lines(
+    lines: Iterable[tuple[bytes, str]], block_bytes: int = 1 << 20
+) -> Iterator[tuple[LineBlock, str]]:
+    """``(json_line, family)`` pairs (each line ending in ``\n``) as ``(block, family)``: runs
+    of one family, of about ``block_bytes`` each."""
+    group: list[bytes] = []
+    group_size = 0
+    group_family = ""
+    for line, family in lines:
+        if group and (family != group_family or group_size >= block_bytes):
+            yield LineBlock.of_lines(group), group_family
+            group, group_size = [], 0
+        group.append(line)
+        group_size += len(line)
+        group_family = family
+    if group:
+        yield LineBlock.of_lines(group), group_family
+
+
 class Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 

@@ -19,50 +19,12 @@ ZSTD_LEVEL = 3
 ~2.8x at ~220 MB/s). What the shard stage saves in upload, storage and server-side copies is
 several times what it spends compressing."""
 
-# Lines are compressed, written and hashed in blocks of about this size: one call of each per
-# block instead of per line (per-line calls cost more than the bytes).
-_BLOCK = 1024 * 1024
+# Lines are compressed, written and hashed in batches of about this size: one call of each per
+# batch instead of per line (per-line calls cost more than the bytes).
+_BATCH = 1024 * 1024
 
 
 def write_shards(
-    lines: Iterable[tuple[bytes, str]],
-    *,
-    split: str,
-    staging_dir: Path,
-    shard_size: int,
-    part_size: int,
-    key_for: Callable[[str], str],
-    compression: str | None = None,
-) -> Iterator[StagedFile]:
-    """:func:`write_shard_blocks` of ``(json_line, family)`` pairs (each line ending in
-    ``\n``), grouped into blocks of about 1 MiB."""
-    return write_shard_blocks(
-        _blocks(lines),
-        split=split,
-        staging_dir=staging_dir,
-        shard_size=shard_size,
-        part_size=part_size,
-        key_for=key_for,
-        compression=compression,
-    )
-
-
-def _blocks(lines: Iterable[tuple[bytes, str]]) -> Iterator[tuple[LineBlock, str]]:
-    group: list[bytes] = []
-    group_size = 0
-    group_family = ""
-    for line, family in lines:
-        if group and (family != group_family or group_size >= _BLOCK):
-            yield LineBlock.of_lines(group), group_family
-            group, group_size = [], 0
-        group.append(line)
-        group_size += len(line)
-        group_family = family
-    if group:
-        yield LineBlock.of_lines(group), group_family
-
-
-def write_shard_blocks(
     blocks: Iterable[tuple[LineBlock, str]],
     *,
     split: str,
@@ -72,7 +34,8 @@ def write_shard_blocks(
     key_for: Callable[[str], str],
     compression: str | None = None,
 ) -> Iterator[StagedFile]:
-    """Write blocks of JSONL lines (each block's lines of one family) into shards of at most
+    """Write blocks of JSONL lines (each block's lines of one family; ``group_lines`` in
+    :mod:`dataset_assets.core.lines` makes them from single lines) into shards of at most
     ``shard_size`` JSONL bytes, in order.
 
     With ``compression="zstd"`` each shard is one zstd frame of its lines (``shard_size``
@@ -152,7 +115,7 @@ def write_shard_blocks(
                 size += len(run.data)
                 records += hi - lo
                 families[family] += hi - lo
-                if pending_size >= _BLOCK:
+                if pending_size >= _BATCH:
                     flush_pending()
                 lo = hi
         if records:

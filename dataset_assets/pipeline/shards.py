@@ -29,7 +29,7 @@ from dataset_assets.core.layout import SPLITS, cache_shards_key, data_suffix, sh
 from dataset_assets.core.lines import LineBlock, file_chunks, line_blocks
 from dataset_assets.core.manifest import ShardEntry
 from dataset_assets.core.partition import RECORDS_NAME, SPLIT_CODES, read_record_blocks
-from dataset_assets.core.shards import write_shard_blocks
+from dataset_assets.core.shards import write_shards
 from dataset_assets.pipeline.compile import (
     CompileResult,
     PartitionRef,
@@ -92,20 +92,6 @@ def cached_shard_sets(
     return entries, missing
 
 
-def split_blocks(
-    records: Path, codes: np.ndarray, code: int, family: str
-) -> Iterator[tuple[LineBlock, str]]:
-    """The partition's record lines published in one split, in file order, in blocks.
-
-    Raises:
-        IntegrityError: the records file holds another number of records than the decisions
-            (a cut or damaged intermediate).
-    """
-    for run_code, run in _coded_runs(records, codes):
-        if run_code == code:
-            yield run, family
-
-
 def _coded_runs(records: Path, codes: np.ndarray) -> Iterator[tuple[int, LineBlock]]:
     """(split code, lines) of each run of consecutive records with the same code, checking the
     records against the decisions."""
@@ -142,14 +128,13 @@ def lines_by_split(
     line splits of every partition.
 
     Raises:
-        IntegrityError: as :func:`split_blocks`; and when a spilled split is read before the
-            first split's lines were consumed to the end.
+        IntegrityError: the records file holds another number of records than the decisions
+            (a cut or damaged intermediate); a spilled split read before the first split's
+            lines were consumed to the end.
     """
     first, rest = splits[0], splits[1:]
-    if not rest:
-        yield first, split_blocks(records, codes, SPLIT_CODES[first], family)
-        return
-    spill.mkdir(parents=True, exist_ok=True)
+    if rest:
+        spill.mkdir(parents=True, exist_ok=True)
     paths = {SPLIT_CODES[s]: spill / f"{s}.jsonl" for s in rest}
     complete = False
 
@@ -197,7 +182,7 @@ def _submit_split(
     failed: writing stops there, so an unreachable store never fills the disk (the failed
     shards stay local)."""
     compression = cfg.data_compression
-    staged = write_shard_blocks(
+    staged = write_shards(
         blocks,
         split=split,
         staging_dir=staging,

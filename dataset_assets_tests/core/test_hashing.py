@@ -13,6 +13,7 @@ from dataset_assets.core.hashing import (
     digest_stream,
     multipart_etag,
 )
+from dataset_assets.core.lines import group_lines
 from dataset_assets.core.shards import write_shards
 
 MiB = 1024 * 1024
@@ -50,7 +51,7 @@ def test_shards_are_hashed_while_written_in_blocks(tmp_path: Path) -> None:
     shard_size = 300_000
     staged = list(
         write_shards(
-            iter(lines),
+            group_lines(lines),
             split="val",
             staging_dir=tmp_path,
             shard_size=shard_size,

@@ -10,7 +10,7 @@ import zstandard
 
 from dataset_assets.core.errors import IntegrityError
 from dataset_assets.core.lines import LineBlock, line_blocks
-from dataset_assets.core.shards import write_shard_blocks
+from dataset_assets.core.shards import write_shards
 from dataset_assets.pipeline.shards import lines_by_split
 
 
@@ -56,7 +56,7 @@ def test_shards_of_blocks_are_the_shards_of_the_records_one_by_one(
     blocks = [(b, families[i % 3]) for i, b in enumerate(_random_blocks(rng, lines))]
 
     staged = list(
-        write_shard_blocks(
+        write_shards(
             iter(blocks),
             split="train",
             staging_dir=tmp_path,
