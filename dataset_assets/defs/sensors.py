@@ -16,10 +16,14 @@ What the UI shows from it:
   first tick and whenever that family's stable files change;
 - the ``built_from_current_sources`` check on ``manifest``: failed (severity WARN, "overdue")
   while the sources differ from what the latest committed manifest was built from, passed when
-  they are equal. The sensor evaluates it on its first tick and whenever the sources or the
-  ``manifest.json`` pointer (its ETag) change, and records it only when the outcome changes (a
-  committed build moves the pointer, so the next tick records it); it is not a step of
-  ``build_dataset`` (``defs/jobs.py`` says why).
+  they are equal. The sensor evaluates it on its first tick and whenever the sources, the
+  ``manifest.json`` pointer (its ETag) or the manifest asset's latest materialization change,
+  and records it only when one of those outcomes is new (a committed build moves the pointer, so
+  the next tick records it); it is not a step of ``build_dataset`` (``defs/jobs.py`` says why).
+  The materialization matters because a run moves the pointer in its IO manager, a moment
+  before Dagster stores the run's materialization: a tick in between records the evaluation
+  before that materialization, and the UI shows the check only for evaluations after it. The
+  next tick sees the new materialization and records the outcome again.
 """
 
 import hashlib
@@ -31,6 +35,9 @@ from typing import Any
 
 import dagster as dg
 import orjson
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as Materialized,
+)
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from dataset_assets.core.config import DatasetConfig
@@ -99,6 +106,17 @@ def latest_manifest(cfg: DatasetConfig, s3: ObjectStoreResource) -> Manifest | N
     except ObjectNotFoundError:
         return None
     return Manifest.from_json(data, source=store.uri(key))
+
+
+def latest_materialization(instance: dg.DagsterInstance) -> Materialized | None:
+    """The manifest asset's latest materialization (None: never materialized)."""
+    records = instance.fetch_materializations(MANIFEST, limit=1).records
+    if not records:
+        return None
+    record = records[0]
+    return Materialized(
+        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+    )
 
 
 def pointer_version(cfg: DatasetConfig, s3: ObjectStoreResource) -> str:
@@ -226,11 +244,17 @@ def currency_outcome(currency: Currency, cfg: DatasetConfig) -> tuple[bool, str,
     return currency.current, text, metadata
 
 
-def currency_evaluation(currency: Currency, cfg: DatasetConfig) -> dg.AssetCheckEvaluation:
+def currency_evaluation(
+    currency: Currency, cfg: DatasetConfig, target: Materialized | None = None
+) -> dg.AssetCheckEvaluation:
+    """The check's evaluation, tied to ``target`` (the manifest's materialization it was
+    evaluated against): the UI shows an evaluation for the latest materialization only if it
+    targets that one (without a target it compares timestamps, which SQLite keeps in seconds)."""
     passed, text, metadata = currency_outcome(currency, cfg)
     return dg.AssetCheckEvaluation(
         asset_key=MANIFEST,
         check_name=CURRENT_CHECK,
+        target_materialization_data=target,
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
         description=text,
@@ -264,12 +288,14 @@ CURSOR_VERSION = 2
 @dataclass(frozen=True)
 class SensorCursor:
     """The rebuild sensor's cursor: the watch state, each family's last observed digest, the
-    ``manifest.json`` ETag and the check outcome last recorded (so each is recorded once)."""
+    ``manifest.json`` ETag, the manifest's latest materialization (storage id) and the check
+    outcome last recorded (so each is recorded once)."""
 
     watch: WatchCursor = field(default_factory=WatchCursor)
     observed: Mapping[str, str] = field(default_factory=dict)
     pointer: str | None = None
     outcome: str | None = None
+    materialization: int | None = None
 
     def to_json(self) -> str:
         data = {
@@ -278,6 +304,7 @@ class SensorCursor:
             "observed": dict(sorted(self.observed.items())),
             "pointer": self.pointer,
             "outcome": self.outcome,
+            "materialization": self.materialization,
         }
         return orjson.dumps(data).decode()
 
@@ -299,9 +326,18 @@ class SensorCursor:
                 observed={str(k): str(v) for k, v in data["observed"].items()},
                 pointer=None if data["pointer"] is None else str(data["pointer"]),
                 outcome=None if data["outcome"] is None else str(data["outcome"]),
+                materialization=_optional_int(data.get("materialization")),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"unreadable rebuild sensor cursor {text[:200]!r}: {exc}") from exc
+
+
+def _optional_int(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"not a storage id: {value!r}")
 
 
 def _skip_text(result: WatchResult) -> str:
@@ -382,18 +418,26 @@ def make_rebuild_sensor(
         )
         events = list(observations)
         pointer = pointer_version(cfg, s3)
+        materialized = latest_materialization(context.instance)
+        materialized_id = materialized.storage_id if materialized is not None else None
         currency: Currency | None = None
         outcome = state.outcome
-        if observations or pointer != state.pointer or state.outcome is None or result.triggers:
+        if (
+            observations
+            or pointer != state.pointer
+            or materialized_id != state.materialization
+            or state.outcome is None
+            or result.triggers
+        ):
             currency = compare_with_latest_build(
                 cfg, s3, Path(dataset.config_path).resolve().parent
             )
-            evaluation = currency_evaluation(currency, cfg)
+            evaluation = currency_evaluation(currency, cfg, materialized)
             changes = hashlib.sha256(orjson.dumps(currency.changes)).hexdigest()[:16]
-            outcome = f"{evaluation.passed}:{pointer}:{changes}"
+            outcome = f"{evaluation.passed}:{pointer}:{changes}:{materialized_id}"
             if outcome != state.outcome:
                 events.append(evaluation)
-        cursor = SensorCursor(result.cursor, digests, pointer, outcome).to_json()
+        cursor = SensorCursor(result.cursor, digests, pointer, outcome, materialized_id).to_json()
         if not result.triggers:
             return dg.SensorResult(
                 skip_reason=_skip_text(result), cursor=cursor, asset_events=events

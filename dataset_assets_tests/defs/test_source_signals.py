@@ -237,6 +237,36 @@ def test_manifest_is_overdue_while_changed_sources_wait_and_current_after_the_bu
     assert observed, "the family's source asset was never observed"
 
 
+def test_a_tick_between_the_commit_and_the_materialization_is_recorded_again_after_it(
+    recorded: Recorded,
+) -> None:
+    """A run moves the pointer in its IO manager, a moment before Dagster stores the manifest's
+    materialization. A tick in between records 'current' before that materialization, which the
+    UI does not show for it (its "latest materialization" status stays empty). The next tick
+    sees the new materialization and records the outcome again, once."""
+    recorded.tick()
+    rebuilt_from = recorded.generated / "coding_help_more.jsonl"
+    rebuilt_from.write_bytes(b'{"messages": [{"role": "user", "content": "hey"}, '
+                             b'{"role": "assistant", "content": "hello again"}]}\n')  # fmt: skip
+    os.utime(rebuilt_from, (OLD, OLD))
+    recorded.tick()  # overdue
+    rebuilt = build_dataset(recorded.cfg, recorded.store)  # the commit: the pointer moves
+    in_between = recorded.tick()
+    assert [e.passed for e in evaluations(in_between)] == [True]
+    recorded.instance.report_runless_asset_event(dg.AssetMaterialization(CHECK.asset_key))
+    (materialized,) = recorded.instance.fetch_materializations(CHECK.asset_key, limit=1).records
+
+    after = recorded.tick()
+
+    assert [e.passed for e in evaluations(after)] == [True]
+    latest = recorded.check_history()[0]
+    assert latest.status.value == "SUCCEEDED"
+    assert rebuilt.build_id in latest.evaluation.description
+    target = latest.evaluation.target_materialization_data  # what the UI matches it to
+    assert target is not None and target.storage_id == materialized.storage_id
+    assert evaluations(recorded.tick()) == []  # nothing changed since: not recorded again
+
+
 def test_a_removed_source_leaves_the_manifest_overdue_without_a_rebuild(
     recorded: Recorded,
 ) -> None:
