@@ -2,6 +2,7 @@
 incremental rebuilds that reuse intermediates and shards, the dedup sidecar."""
 
 import gzip
+import os
 import uuid
 from pathlib import Path
 
@@ -251,3 +252,40 @@ def test_a_config_choosing_plain_shards_keeps_the_digest_it_had_before_the_optio
     plain = parse_config({**base, "shard_compression": "none"}, Path("/tmp/x"))
     assert plain.digest() == before
     assert parse_config(base, Path("/tmp/x")).digest() != before
+
+
+def _worker_servers() -> list[int]:
+    """pids of this process's children that are multiprocessing forkservers (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == os.getpid() and b"multiprocessing.forkserver" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_the_idle_worker_server_is_stopped_before_the_dedup_stage(
+    tmp_path: Path, seaweed: S3Settings
+) -> None:
+    """Stage 1's forkserver (~110 MiB with the package imported) would sit idle beside DuckDB
+    at the build's memory peak: the compile stops it, and the shard step starts a new one."""
+    records = [r for r, _ in generate(1200, seed=9)]
+    _write(tmp_path / "data/main/a.jsonl", records[:600])
+    _write(tmp_path / "data/main/b.jsonl", records[600:1000])
+    _write(tmp_path / "data/held/h.jsonl", records[1000:])
+    cfg = _config(tmp_path)
+    store = _store(cfg, seaweed)
+    build = Build(cfg, store, "workers")
+
+    result = build.compile()  # stage 1 of three files in two worker processes
+
+    assert _worker_servers() == []
+    shards, stats = build.shards(result)  # workers again, from a new server
+    assert stats.written == sum(len(s) for s in shards.values()) > 1
+    assert sum(s.records for split in shards.values() for s in split) == (
+        result.counts.published_records
+    )
