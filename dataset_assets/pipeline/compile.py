@@ -209,6 +209,23 @@ def run_parallel(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> list
     return list(iter_parallel(fn, tasks, workers))
 
 
+IO_THREADS = 8
+"""S3 requests in flight for the per-partition requests between the stages (decision PUTs,
+intermediate downloads): a build of ~600 source files otherwise waits for ~600 round trips one
+after another at each of those points (600 PUTs of 50 KB to the local SeaweedFS: 2.5 s one at
+a time, 1.4 s in 8 threads; against a remote S3 the round trip, not the bytes, dominates)."""
+
+
+def map_io(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``fn`` over ``items`` in up to :data:`IO_THREADS` threads, results in item order; the
+    first exception is raised (after the requests already started have finished)."""
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    threads = min(IO_THREADS, len(items))
+    with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="partition-io") as pool:
+        return list(pool.map(fn, items))
+
+
 @dataclass(frozen=True)
 class StoreSpec:
     """What a worker process needs to open the build's store (a boto3 client is not picklable)."""
@@ -410,6 +427,16 @@ def local_intermediate(
     return path
 
 
+def _local_intermediates(
+    store: S3ObjectStore, prefix: str, area: WorkArea, parts: Sequence[PartitionRef], name: str
+) -> list[Path]:
+    """:func:`local_intermediate` of each part (downloads in threads, each digest once)."""
+    unique = list({p.digest: p for p in parts}.values())
+    found = map_io(lambda p: local_intermediate(store, prefix, area, p, name), unique)
+    paths = {p.digest: path for p, path in zip(unique, found, strict=True)}
+    return [paths[p.digest] for p in parts]
+
+
 # -- stage 2 -------------------------------------------------------------------------------------
 
 
@@ -426,12 +453,10 @@ def _merge_quarantine(
     store: S3ObjectStore, prefix: str, area: WorkArea, parts: Sequence[PartitionRef], out: Path
 ) -> None:
     """One quarantine file for the build: every partition's entries, in partition order."""
+    quarantined = [part for part in parts if sum(part.quarantined_by_reason.values())]
     with out.open("wb") as fh:
-        for part in parts:
-            if sum(part.quarantined_by_reason.values()):
-                fh.write(
-                    local_intermediate(store, prefix, area, part, QUARANTINE_NAME).read_bytes()
-                )
+        for path in _local_intermediates(store, prefix, area, quarantined, QUARANTINE_NAME):
+            fh.write(path.read_bytes())
 
 
 def compile_conversations(
@@ -472,10 +497,8 @@ def _dedup_and_publish(
     """Stage 2 and the leakage check (on the local indexes, while stage 1's last
     intermediates may still be uploading), then the decisions and sidecars (once every
     intermediate is in S3: decisions must never name a partition S3 does not hold)."""
-    inputs = [
-        ClusterInput(local_intermediate(store, cfg.prefix, area, p, INDEX_NAME), p.family, p.uri)
-        for p in parts
-    ]
+    indexes = _local_intermediates(store, cfg.prefix, area, parts, INDEX_NAME)
+    inputs = [ClusterInput(path, p.family, p.uri) for path, p in zip(indexes, parts, strict=True)]
     dedup_path = area.work / "dedup.jsonl.zst"
     provenance_path = area.work / "provenance.jsonl.zst"
     buckets_path = area.work / "buckets.parquet"
@@ -542,20 +565,20 @@ def _publish_decisions(
     parts: Sequence[PartitionRef],
     decisions: Sequence[np.ndarray],
 ) -> list[PartitionRef]:
-    out = []
-    for part, codes in zip(parts, decisions, strict=True):
+
+    def publish(item: tuple[PartitionRef, np.ndarray]) -> PartitionRef:
+        part, codes = item
         data = codes.astype(np.uint8).tobytes()
         store.put_bytes(cache_decisions_key(prefix, cluster_digest, part.digest), data)
         per_split = {s: int((codes == c).sum()) for s, c in SPLIT_CODES.items()}
-        out.append(
-            part.model_copy(
-                update={
-                    "decisions_sha256": hashlib.sha256(data).hexdigest(),
-                    "split_records": {s: n for s, n in per_split.items() if n},
-                }
-            )
+        return part.model_copy(
+            update={
+                "decisions_sha256": hashlib.sha256(data).hexdigest(),
+                "split_records": {s: n for s, n in per_split.items() if n},
+            }
         )
-    return out
+
+    return map_io(publish, list(zip(parts, decisions, strict=True)))
 
 
 def _counts(parts: Sequence[PartitionRef], exact: int, near: int) -> BuildCounts:

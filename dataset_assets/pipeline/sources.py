@@ -29,6 +29,8 @@ def list_sources(
             ``s3://`` uris are unchanged. Everything that compares uris (the compile's manifest
             ``inputs`` and the rebuild sensor) must list with the same ``root``.
 
+    Each file is listed once, where a path first names it (prefixes may overlap).
+
     Raises:
         ConfigError: an ``s3://`` path outside the dataset bucket.
     """
@@ -45,7 +47,11 @@ def list_sources(
         for info in store.list(prefix):
             if is_source_name(info.key):
                 refs.append(SourceRef(family.name, store.uri(info.key), info.size, info.etag))
-    return refs
+    # overlapping prefixes (s3://b/x/ and s3://b/x/y/) list a file twice: it is one input
+    unique: dict[str, SourceRef] = {}
+    for ref in refs:
+        unique.setdefault(ref.uri, ref)
+    return list(unique.values())
 
 
 @contextmanager

@@ -80,3 +80,19 @@ def test_s3_uris_are_unchanged_by_the_root(tmp_path: Path, seaweed_store: S3Obje
         with open_source(ref, seaweed_store) as stream:
             items = list(iter_source_items(stream, ref.uri, 1 << 20))
         assert [i.value for i in items if isinstance(i, RawItem)] == [orjson.loads(RECORD)]
+
+
+def test_overlapping_s3_prefixes_list_each_file_once(seaweed_store: S3ObjectStore) -> None:
+    """A file two prefixes name is one input: read twice, all its records would be exact
+    duplicates of themselves, and both copies would share one partition's decisions."""
+    bucket = seaweed_store.bucket
+    seaweed_store.put_bytes("gen/a.jsonl", RECORD)
+    seaweed_store.put_bytes("gen/deep/b.jsonl", RECORD)
+    family = SourceFamily(name="f", paths=[f"s3://{bucket}/gen/deep/", f"s3://{bucket}/gen/"])
+
+    refs = list_sources(family, seaweed_store)
+
+    assert [r.uri for r in refs] == [
+        f"s3://{bucket}/gen/deep/b.jsonl",
+        f"s3://{bucket}/gen/a.jsonl",
+    ]
