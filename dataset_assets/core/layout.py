@@ -131,6 +131,11 @@ def cache_decisions_key(prefix: str, cluster_digest: str, partition_digest: str)
     return _join(prefix, "_cache", "decisions", cluster_digest, f"{partition_digest}.bin")
 
 
+def cache_clustering_key(prefix: str, cluster_digest: str) -> str:
+    """A clean clustering's outcome (counts, leakage report, sidecars), beside its decisions."""
+    return _join(prefix, "_cache", "decisions", cluster_digest, "clustering.json")
+
+
 def cache_shards_key(prefix: str, digest: str) -> str:
     """The shard entries written for one (partition, split, decisions, shard size)."""
     return _join(prefix, "_cache", "shards", f"{digest}.json")

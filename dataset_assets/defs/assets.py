@@ -130,6 +130,9 @@ def _compile_metadata(result: CompileResult) -> dict[str, Any]:
         "near_duplicates": c.near_duplicates,
         "quarantined": c.quarantined,
         "input_files": len(result.inputs),
+        "dedup_stage": "reused: the last clean clustering of the same partitions and options"
+        if result.clustering_reused
+        else "run",
         **{f"records/{s}": c.per_split.get(s, 0) for s in SPLITS},
         **{f"family/{f}": n for f, n in sorted(c.per_family.items())},
         **record_column_schema(),

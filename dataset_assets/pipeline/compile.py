@@ -34,10 +34,11 @@ from pydantic import BaseModel, ConfigDict
 
 from dataset_assets.core.cluster import ClusterInput, cluster, find_leaks
 from dataset_assets.core.config import DatasetConfig
-from dataset_assets.core.errors import ConfigError, IntegrityError
+from dataset_assets.core.errors import ConfigError, IntegrityError, ObjectNotFoundError
 from dataset_assets.core.hashing import digest_file
 from dataset_assets.core.layout import (
     SPLITS,
+    cache_clustering_key,
     cache_decisions_key,
     cache_partition_key,
     dedup_key,
@@ -114,6 +115,7 @@ class CompileResult(_Frozen):
     leakage: LeakReport
     started_from_etag: str | None = None
     started_from_build: str | None = None
+    clustering_reused: bool = False
 
     def decisions_key(self, prefix: str, part: PartitionRef) -> str:
         return cache_decisions_key(prefix, self.cluster_digest, part.digest)
@@ -124,6 +126,23 @@ class CompileResult(_Frozen):
         parts = [cache_partition_key(prefix, p.digest, "") + "/" for p in self.partitions]
         decisions = cache_decisions_key(prefix, self.cluster_digest, "").rsplit("/", 1)[0] + "/"
         return sorted({*parts, decisions, *shard_sets})
+
+
+class Clustering(_Frozen):
+    """The outcome of a clustering whose leakage check passed, stored beside its decisions
+    (:func:`~dataset_assets.core.layout.cache_clustering_key`). A later compile of the same
+    partitions under the same options (the same cluster digest: the decisions are a function of
+    it) reuses it instead of running the dedup stage and the leakage check again, once its
+    decisions match their sha256 and its sidecars are in S3."""
+
+    cluster_digest: str
+    exact_duplicates: int
+    near_duplicates: int
+    partitions: list[PartitionRef]
+    quarantine: FileEntry
+    provenance: FileEntry
+    dedup: FileEntry
+    leakage: LeakReport
 
 
 @dataclass(frozen=True)
@@ -496,7 +515,17 @@ def _dedup_and_publish(
 ) -> CompileResult:
     """Stage 2 and the leakage check (on the local indexes, while stage 1's last
     intermediates may still be uploading), then the decisions and sidecars (once every
-    intermediate is in S3: decisions must never name a partition S3 does not hold)."""
+    intermediate is in S3: decisions must never name a partition S3 does not hold).
+
+    A clean clustering of the same partitions under the same options is reused instead
+    (:class:`Clustering`): a rebuild with unchanged sources, e.g. after changing the shard
+    size or the export, skips the dedup stage."""
+    cluster_digest = _cluster_digest(cfg, parts)
+    reused = _reusable_clustering(store, cfg.prefix, cluster_digest, parts)
+    if reused is not None:
+        wait_published()
+        log.info("compile: reusing the clustering %s (same partitions and options)", cluster_digest)
+        return _result(cfg, run_id, reused, reused=True)
     indexes = _local_intermediates(store, cfg.prefix, area, parts, INDEX_NAME)
     inputs = [ClusterInput(path, p.family, p.uri) for path, p in zip(indexes, parts, strict=True)]
     dedup_path = area.work / "dedup.jsonl.zst"
@@ -524,7 +553,6 @@ def _dedup_and_publish(
         buckets=buckets_path,
     )
     wait_published()
-    cluster_digest = _cluster_digest(cfg, parts)
     parts = _publish_decisions(store, cfg.prefix, cluster_digest, parts, clustered.decisions)
     quarantine_path = area.work / "quarantine.jsonl"
     _merge_quarantine(store, cfg.prefix, area, parts, quarantine_path)
@@ -541,21 +569,82 @@ def _dedup_and_publish(
         dd = StagedFile(dd.path, dedup_key(cfg.prefix, dd.digest.sha256), dd.digest, dd.records)
         quarantine = file_entry(publisher.publish(q))
         provenance, dedup = (file_entry(publisher.publish(f), compression="zstd") for f in (pv, dd))
-    return CompileResult(
-        run_id=run_id,
-        config_digest=cfg.digest(),
+    clustering = Clustering(
         cluster_digest=cluster_digest,
+        exact_duplicates=clustered.exact_duplicates,
+        near_duplicates=clustered.near_duplicates,
         partitions=parts,
-        counts=counts,
-        inputs=[
-            InputFingerprint(uri=p.uri, family=p.family, bytes=p.size, fingerprint=p.fingerprint)
-            for p in parts
-        ],
         quarantine=quarantine,
         provenance=provenance,
         dedup=dedup,
         leakage=LeakReport(exact=exact, near=near, near_checked=cfg.dedup.near, pairs=pairs),
     )
+    if clustering.leakage.passed:  # only a clean clustering is offered to later builds
+        key = cache_clustering_key(cfg.prefix, cluster_digest)
+        store.put_bytes(key, clustering.model_dump_json().encode())
+    return _result(cfg, run_id, clustering, reused=False)
+
+
+def _result(
+    cfg: DatasetConfig, run_id: str, clustering: Clustering, *, reused: bool
+) -> CompileResult:
+    parts = clustering.partitions
+    return CompileResult(
+        run_id=run_id,
+        config_digest=cfg.digest(),
+        cluster_digest=clustering.cluster_digest,
+        partitions=parts,
+        counts=_counts(parts, clustering.exact_duplicates, clustering.near_duplicates),
+        inputs=[
+            InputFingerprint(uri=p.uri, family=p.family, bytes=p.size, fingerprint=p.fingerprint)
+            for p in parts
+        ],
+        quarantine=clustering.quarantine,
+        provenance=clustering.provenance,
+        dedup=clustering.dedup,
+        leakage=clustering.leakage,
+        clustering_reused=reused,
+    )
+
+
+def _reusable_clustering(
+    store: S3ObjectStore, prefix: str, cluster_digest: str, parts: Sequence[PartitionRef]
+) -> Clustering | None:
+    """The stored clustering of ``cluster_digest`` if it can stand for this compile's dedup
+    stage: the same partitions (digests and counts), every decisions object present with its
+    sha256, every sidecar present with its size. Otherwise None (logged when one exists)."""
+    key = cache_clustering_key(prefix, cluster_digest)
+    try:
+        clustering = Clustering.model_validate_json(store.get_bytes(key))
+    except ObjectNotFoundError:
+        return None
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        log.warning("compile: ignoring the unreadable clustering %s: %s", store.uri(key), exc)
+        return None
+    bare = {"decisions_sha256": "", "split_records": {}}
+    if [p.model_copy(update=bare) for p in clustering.partitions] != list(parts):
+        log.warning("compile: ignoring the clustering %s: other partitions", store.uri(key))
+        return None
+
+    def decisions_match(part: PartitionRef) -> bool:
+        data = store.get_bytes(cache_decisions_key(prefix, cluster_digest, part.digest))
+        return hashlib.sha256(data).hexdigest() == part.decisions_sha256
+
+    def sidecar_present(entry: FileEntry) -> bool:
+        return store.head(entry.key).size == entry.bytes
+
+    sidecars = [clustering.quarantine, clustering.provenance, clustering.dedup]
+    try:
+        intact = all(map_io(decisions_match, clustering.partitions)) and all(
+            map_io(sidecar_present, sidecars)
+        )
+    except ObjectNotFoundError as exc:
+        intact, why = False, str(exc)
+    else:
+        why = "a decisions object or a sidecar differs from what it recorded"
+    if not intact:
+        log.warning("compile: not reusing the clustering %s: %s", store.uri(key), why)
+    return clustering if intact else None
 
 
 def _publish_decisions(

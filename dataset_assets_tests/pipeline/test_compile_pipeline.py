@@ -289,3 +289,36 @@ def test_the_idle_worker_server_is_stopped_before_the_dedup_stage(
     assert sum(s.records for split in shards.values() for s in split) == (
         result.counts.published_records
     )
+
+
+def test_a_rebuild_of_unchanged_sources_reuses_the_clustering_unless_its_decisions_changed(
+    tmp_path: Path, seaweed: S3Settings
+) -> None:
+    """Same partitions, same options (another shard size): the dedup stage and leakage check
+    are not run again; a decisions object that no longer matches its sha256 is recomputed."""
+    records = [r for r, _ in generate(900, seed=11)]
+    _write(tmp_path / "data/main/a.jsonl", records[:500])
+    _write(tmp_path / "data/held/h.jsonl", records[500:])
+    cfg = _config(tmp_path)
+    store = _store(cfg, seaweed)
+    first = build_dataset(cfg, store)
+
+    smaller = cfg.model_copy(update={"shard_size": 32 * 1024})
+    again = Build(smaller, store, "again").compile()
+
+    assert again.clustering_reused
+    assert again.counts == first.counts
+    assert (again.provenance.key, again.dedup.key) == (first.provenance.key, first.dedup.key)
+    second = build_dataset(smaller, store)
+    assert second.counts == first.counts and len(second.shards) > len(first.shards)
+    assert _published(store, second) == _published(store, first)
+
+    # a decisions object changed in S3: not reused, the dedup stage runs and rewrites it
+    part = again.partitions[0]
+    key = again.decisions_key(cfg.prefix, part)
+    original = store.get_bytes(key)
+    store.put_bytes(key, bytes(len(original)))  # every record "dropped"
+    recomputed = Build(smaller, store, "recomputed").compile()
+    assert not recomputed.clustering_reused
+    assert recomputed.partitions == again.partitions
+    assert store.get_bytes(key) == original
