@@ -199,6 +199,23 @@ def dismiss_dialogs(driver: Any) -> None:
             button.click()
 
 
+def click(driver: Any, element: Any, timeout: float = PAGE_TIMEOUT) -> None:
+    """Click ``element``. The community dialog can open over the page a moment after it
+    loaded (after the wait for its content returned): it is dismissed and the click retried."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        dismiss_dialogs(driver)
+        try:
+            element.click()
+            return
+        except ElementClickInterceptedException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def wait_until(driver: Any, what: str, condition: Any, timeout: float = PAGE_TIMEOUT) -> Any:
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
@@ -339,7 +356,7 @@ def test_manifest_page_shows_the_dataset_card_splits_table(built_ui: BuiltUI, br
                 "//tr[.//*[normalize-space()='card']]//*[contains(text(), 'Show Markdown')]",
             ),
         )
-        buttons[0].click()
+        click(browser, buttons[0])
         tables = wait_until(
             browser,
             "the card's splits table",
