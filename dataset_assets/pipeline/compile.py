@@ -207,12 +207,23 @@ def iter_parallel(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> Ite
                 future.cancel()
 
 
+def dedup_stage_is_large(index_bytes: int, memory_mib: int) -> bool:
+    """Whether the dedup stage's DuckDB will come near its ``memory_mib`` budget: its working
+    set grows with the indexes it reads (band keys and signatures), and from an eighth of the
+    budget in indexes on it is the build's memory peak (4 GB of chats: 390 MB of indexes,
+    DuckDB ~530 MiB at 512). Below that the peak is elsewhere (the shard step's workers) and
+    the idle forkserver is kept: restarting it for the shard step cost 0.45-0.65 s of a ~9.5 s
+    150 MB build (14 MB of indexes; three A/B pairs)."""
+    return index_bytes * 8 >= memory_mib * 1024 * 1024
+
+
 def stop_idle_worker_server() -> None:
     """Stop the forkserver this process started for :func:`iter_parallel` (none: no-op).
 
     Between stage 1 and the shard step it sits idle with the package imported (~110 MiB RSS),
-    beside DuckDB at the build's memory peak; the next pool starts a new one (~0.5 s of imports
-    in the new server). Only a server this process launched is stopped (a worker's inherited
+    beside DuckDB at the build's memory peak when the stage is large
+    (:func:`dedup_stage_is_large`); the next pool starts a new one (~0.5 s of imports in the
+    new server). Only a server this process launched is stopped (a worker's inherited
     one is not), and only while no pool of this process is open (the caller's guarantee).
     ``ForkServer._stop`` is CPython's own hook for this (3.8+, used by its tests): the
     ``multiprocessing`` API has no public way to stop the forkserver before the process exits.
@@ -532,7 +543,8 @@ def _dedup_and_publish(
     provenance_path = area.work / "provenance.jsonl.zst"
     buckets_path = area.work / "buckets.parquet"
     threads = worker_count(cfg)
-    stop_idle_worker_server()  # stage 1's pool is closed; DuckDB is the peak (README: Memory)
+    if dedup_stage_is_large(sum(path.stat().st_size for path in indexes), cfg.compile.memory_mib):
+        stop_idle_worker_server()  # stage 1's pool is closed; DuckDB is the peak
     clustered = cluster(
         inputs,
         cfg.dedup,

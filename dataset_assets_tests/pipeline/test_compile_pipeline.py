@@ -268,16 +268,18 @@ def _worker_servers() -> list[int]:
     return found
 
 
-def test_the_idle_worker_server_is_stopped_before_the_dedup_stage(
+def test_the_idle_worker_server_is_stopped_before_a_large_dedup_stage(
     tmp_path: Path, seaweed: S3Settings
 ) -> None:
     """Stage 1's forkserver (~110 MiB with the package imported) would sit idle beside DuckDB
-    at the build's memory peak: the compile stops it, and the shard step starts a new one."""
-    records = [r for r, _ in generate(1200, seed=9)]
-    _write(tmp_path / "data/main/a.jsonl", records[:600])
-    _write(tmp_path / "data/main/b.jsonl", records[600:1000])
-    _write(tmp_path / "data/held/h.jsonl", records[1000:])
-    cfg = _config(tmp_path)
+    at the build's memory peak: the compile stops it when the indexes reach an eighth of
+    DuckDB's budget (here 64 MiB: 8 MiB of indexes), and the shard step starts a new one.
+    A small stage keeps it (restarting it costs more than its memory matters there)."""
+    records = [r for r, _ in generate(12_000, seed=9, exact_rate=0.0, near_rate=0.0)]
+    _write(tmp_path / "data/main/a.jsonl", records[:5000])
+    _write(tmp_path / "data/main/b.jsonl", records[5000:10_000])
+    _write(tmp_path / "data/held/h.jsonl", records[10_000:])
+    cfg = _config(tmp_path, compile={"workers": 2, "memory_mib": 64})
     store = _store(cfg, seaweed)
     build = Build(cfg, store, "workers")
 
@@ -289,6 +291,10 @@ def test_the_idle_worker_server_is_stopped_before_the_dedup_stage(
     assert sum(s.records for split in shards.values() for s in split) == (
         result.counts.published_records
     )
+    assert _worker_servers() != []  # the shard step's server, idle again
+    small = _config(tmp_path)  # the same three files, a new bucket, DuckDB's 512 MiB
+    Build(small, _store(small, seaweed), "small").compile()
+    assert _worker_servers() != []
 
 
 def test_a_rebuild_of_unchanged_sources_reuses_the_clustering_unless_its_decisions_changed(
