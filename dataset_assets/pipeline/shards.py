@@ -36,6 +36,7 @@ from dataset_assets.pipeline.compile import (
     StoreSpec,
     WorkArea,
     local_intermediate,
+    map_io,
     read_decisions,
     run_parallel,
     worker_count,
@@ -254,9 +255,8 @@ def publish_all_shards(
     by_split: dict[str, list[ShardEntry]] = {s: [] for s in SPLITS}
     total = ShardStats()
     # one small GET per (partition, split): in threads (600 files = 1,800 round trips)
-    with concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="shard-sets") as pool:
-        looked_up = pool.map(lambda p: cached_shard_sets(cfg, store, p), result.partitions)
-        found = dict(zip((p.digest for p in result.partitions), looked_up, strict=True))
+    looked_up = map_io(lambda p: cached_shard_sets(cfg, store, p), result.partitions)
+    found = dict(zip((p.digest for p in result.partitions), looked_up, strict=True))
     spec = StoreSpec.of(store)
     tasks = [
         _ShardTask(cfg, spec, result, part, area, journal)
