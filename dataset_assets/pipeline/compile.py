@@ -241,9 +241,10 @@ def run_parallel(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> list
 
 IO_THREADS = 8
 """S3 requests in flight for the per-partition requests between the stages (decision PUTs,
-intermediate downloads, the shard step's shard-set lookups): a build of ~600 source files otherwise waits for ~600 round trips one
-after another at each of those points (600 PUTs of 50 KB to the local SeaweedFS: 2.5 s one at
-a time, 1.4 s in 8 threads; against a remote S3 the round trip, not the bytes, dominates)."""
+intermediate downloads, the shard step's shard-set lookups): a build of ~600 source files
+otherwise waits for ~600 round trips one after another at each of those points (600 PUTs of
+50 KB to the local SeaweedFS: 2.5 s one at a time, 1.4 s in 8 threads; against a remote S3 the
+round trip, not the bytes, dominates)."""
 
 
 def map_io(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
