@@ -43,7 +43,12 @@ class GateJournal(Journal):
             and entry["outcome"] == g["outcome"]
             and g["key_contains"] in entry["key"]
         ):
-            Path(g["marker"]).write_text(json.dumps(entry))
+            # written whole under a temporary name, then renamed: the parent kills this
+            # process as soon as the marker exists, and must never read it half written
+            marker = Path(g["marker"])
+            partial = marker.with_name(marker.name + ".partial")
+            partial.write_text(json.dumps(entry))
+            partial.replace(marker)
             while True:  # wait for SIGKILL
                 time.sleep(1)
         return entry
