@@ -22,6 +22,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,16 @@ from dataset_assets.storage import Journal, Publisher, S3ObjectStore, S3Settings
 
 SUMMARY_NAME = "summary.json"
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _timed(what: str) -> Iterator[None]:
+    """Log how long ``what`` took (the compile's phases, for users sizing a build)."""
+    start = time.perf_counter()
+    yield
+    log.info("compile: %s in %.1f s", what, time.perf_counter() - start)
+
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -425,7 +436,14 @@ def run_partitions(
             spec = StoreSpec.of(store)
             todo.append(_PartitionTask(ref, holdout, digest, cfg, spec, out, keep, journal))
     todo_bytes = sum(t.ref.size for t in todo)
+    started = time.perf_counter()
     with _stage1(store, todo, worker_count(cfg, todo_bytes)) as (done, wait_published):
+        log.info(
+            "compile: stage 1 of %d new partitions (%d reused) in %.1f s",
+            len(todo),
+            len(planned) - len(todo),
+            time.perf_counter() - started,
+        )
         if area.cache is None:
             wait_published()  # publishing removes the local files: read them from S3 after
         for task, summary in zip(todo, done, strict=True):
@@ -546,27 +564,31 @@ def _dedup_and_publish(
     threads = worker_count(cfg)
     if dedup_stage_is_large(sum(path.stat().st_size for path in indexes), cfg.compile.memory_mib):
         stop_idle_worker_server()  # stage 1's pool is closed; DuckDB is the peak
-    clustered = cluster(
-        inputs,
-        cfg.dedup,
-        area.work / "duck",
-        threads=threads,
-        memory_mib=cfg.compile.memory_mib,
-        dedup_sidecar=dedup_path,
-        provenance=provenance_path,
-        buckets=buckets_path,
-    )
-    exact, near, pairs = find_leaks(
-        inputs,
-        clustered.decisions,
-        cfg.dedup,
-        area.work / "leaks",
-        threads=threads,
-        memory_mib=cfg.compile.memory_mib,
-        buckets=buckets_path,
-    )
-    wait_published()
-    parts = _publish_decisions(store, cfg.prefix, cluster_digest, parts, clustered.decisions)
+    with _timed("dedup stage"):
+        clustered = cluster(
+            inputs,
+            cfg.dedup,
+            area.work / "duck",
+            threads=threads,
+            memory_mib=cfg.compile.memory_mib,
+            dedup_sidecar=dedup_path,
+            provenance=provenance_path,
+            buckets=buckets_path,
+        )
+    with _timed("leakage check"):
+        exact, near, pairs = find_leaks(
+            inputs,
+            clustered.decisions,
+            cfg.dedup,
+            area.work / "leaks",
+            threads=threads,
+            memory_mib=cfg.compile.memory_mib,
+            buckets=buckets_path,
+        )
+    with _timed("wait for stage 1's last uploads"):
+        wait_published()
+    with _timed("decisions published"):
+        parts = _publish_decisions(store, cfg.prefix, cluster_digest, parts, clustered.decisions)
     quarantine_path = area.work / "quarantine.jsonl"
     _merge_quarantine(store, cfg.prefix, area, parts, quarantine_path)
     counts = _counts(parts, clustered.exact_duplicates, clustered.near_duplicates)
