@@ -125,6 +125,13 @@ class CompileOptions(_Strict):
         "(later builds on this machine skip the download); false = every step reads S3",
     )
     memory_mib: int = Field(512, ge=64, description="DuckDB memory limit of the dedup stage")
+    range_mib: int = Field(
+        0,
+        ge=0,
+        description="local plain JSONL files of at least 1.5 times this are read in byte ranges "
+        "of about this size on several cores; 0 = automatic (an eighth of each worker's share "
+        "of the input, at least 32 MiB)",
+    )
 
 
 class CardOptions(_Strict):

@@ -19,7 +19,9 @@ unchanged. Deduplication across records happens in stage 2 (:mod:`dataset_assets
 """
 
 import hashlib
-from collections.abc import Iterator
+import shutil
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -92,7 +94,7 @@ def stage_config_digest(cfg: DatasetConfig) -> str:
         "seed": cfg.seed,
         "splits": cfg.splits.model_dump(mode="json"),
         "signer": Signer(cfg.dedup.num_perm, cfg.dedup.bands, cfg.dedup.shingle_words).version,
-        "format": 1,
+        "format": 2,  # 2: records of a file read in byte ranges are one zstd frame per range
     }
     return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -124,6 +126,17 @@ def _arrow(data: "npt.NDArray[Any] | bytes", type_: pa.DataType, n: int = -1) ->
     return pa.Array.from_buffers(type_, len(data) if n < 0 else n, [None, pa.py_buffer(data)])
 
 
+def _index_parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    # Hashes do not compress and have no repeats: no dictionary, no compression for them.
+    hashed = {"bands", "sig"}
+    return pq.ParquetWriter(
+        path,
+        schema,
+        compression={f.name: "none" if f.name in hashed else "zstd" for f in schema},
+        use_dictionary=["split"],
+    )
+
+
 class _IndexWriter:
     """Buffers index rows and writes them in row groups; signatures are computed per batch."""
 
@@ -132,14 +145,7 @@ class _IndexWriter:
         self.near = d.near
         self.signer = Signer(d.num_perm, d.bands, d.shingle_words) if d.near else None
         self.schema = _index_schema(d.near, d.num_perm, d.bands)
-        # Hashes do not compress and have no repeats: no dictionary, no compression for them.
-        hashed = ["bands", "sig"] if d.near else []
-        self.writer = pq.ParquetWriter(
-            path,
-            self.schema,
-            compression={f.name: "none" if f.name in hashed else "zstd" for f in self.schema},
-            use_dictionary=["split"],
-        )
+        self.writer = _index_parquet_writer(path, self.schema)
         self.ords: list[int] = []
         self.lines: list[int] = []
         self.hashes: list[bytes] = []
@@ -190,9 +196,13 @@ class _IndexWriter:
 
 
 def process_partition(
-    stream: BinaryIO, spec: PartitionSpec, cfg: DatasetConfig, out: Path
+    stream: BinaryIO, spec: PartitionSpec, cfg: DatasetConfig, out: Path, first_line: int = 1
 ) -> PartitionSummary:
-    """Stage 1 for one source file: write ``out/{records, index, quarantine}`` and count."""
+    """Stage 1 for one source file: write ``out/{records, index, quarantine}`` and count.
+
+    ``first_line``: the stream is the byte range of the file that starts at this line
+    (:mod:`dataset_assets.core.ranges`); its outputs are one range's, for :func:`merge_ranges`.
+    """
     out.mkdir(parents=True, exist_ok=True)
     summary = PartitionSummary()
     index = _IndexWriter(out / INDEX_NAME, cfg)
@@ -203,7 +213,7 @@ def process_partition(
             zstandard.ZstdCompressor(level=_ZSTD_LEVEL).stream_writer(raw) as records,
             QuarantineWriter(out / QUARANTINE_NAME) as quarantine,
         ):
-            for batch in _conversations(stream, spec, cfg, quarantine, summary):
+            for batch in _conversations(stream, spec, cfg, quarantine, summary, first_line):
                 lines = []
                 for candidate in batch:
                     conv = candidate.conversation
@@ -226,13 +236,14 @@ def _conversations(
     cfg: DatasetConfig,
     quarantine: QuarantineWriter,
     summary: PartitionSummary,
+    first_line: int = 1,
 ) -> Iterator[list["_Candidate"]]:
     """The file's conversations in file order, in batches of about ``_HASH_BATCH_CHARS``
     characters (content hashes are computed per batch); bad records go to ``quarantine``."""
     family, uri, options = spec.family, spec.uri, cfg.normalize
     pending: list[tuple[int, list[Message]]] = []
     size = 0
-    for item in iter_source_items(stream, uri, options.max_line_bytes):
+    for item in iter_source_items(stream, uri, options.max_line_bytes, first_line):
         summary.input_records += 1
         if isinstance(item, BadItem):
             quarantine.add(item.reason, family, uri, item.line, item.raw, item.detail)
@@ -275,6 +286,52 @@ def _hashed(
     ]
 
 
+def merge_ranges(
+    outs: Sequence[Path], summaries: Sequence[PartitionSummary], out: Path
+) -> PartitionSummary:
+    """Merge the outputs of a file's byte ranges (in file order, each written by
+    :func:`process_partition` into its folder in ``outs``) into the partition's ``out``, as one
+    reading of the whole file writes them: the records one after another (one zstd frame per
+    range), the index rows renumbered (``ord`` counts on across ranges), the quarantine entries
+    in order. Returns the summed counts; the range folders are removed."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / RECORDS_NAME).open("wb") as records, (out / QUARANTINE_NAME).open("wb") as bad:
+        for part in outs:
+            for name, dest in ((RECORDS_NAME, records), (QUARANTINE_NAME, bad)):
+                with (part / name).open("rb") as src:
+                    shutil.copyfileobj(src, dest, 1 << 20)
+    schema = pq.ParquetFile(outs[0] / INDEX_NAME).schema_arrow
+    writer = _index_parquet_writer(out / INDEX_NAME, schema)
+    try:
+        before = 0
+        for part, summary in zip(outs, summaries, strict=True):
+            # ParquetFile, not read_table (whose first call imports pyarrow.dataset, ~0.2 s)
+            table = pq.ParquetFile(part / INDEX_NAME).read()
+            if before:
+                ords = np.concatenate(
+                    [
+                        np.frombuffer(c.buffers()[1], np.uint32, len(c), c.offset * 4)
+                        for c in table.column("ord").chunks
+                    ]
+                )
+                ords = _arrow(ords + np.uint32(before), pa.uint32())
+                table = table.set_column(schema.get_field_index("ord"), "ord", ords)
+            writer.write_table(table)
+            before += summary.candidates
+    finally:
+        writer.close()
+    total = PartitionSummary()
+    reasons: Counter[str] = Counter()
+    for summary in summaries:
+        total.input_records += summary.input_records
+        total.candidates += summary.candidates
+        reasons.update(summary.quarantined_by_reason)
+    total.quarantined_by_reason = dict(reasons)
+    for part in outs:
+        shutil.rmtree(part, ignore_errors=True)
+    return total
+
+
 def read_records(path: Path) -> Iterator[bytes]:
     """The record lines of a partition's ``records.jsonl.zst``, in order.
 
@@ -294,7 +351,11 @@ def read_record_blocks(path: Path) -> Iterator[LineBlock]:
     Raises:
         IntegrityError: the file is not a complete zstd stream, or its last line is cut.
     """
-    with path.open("rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as reader:
+    with (
+        path.open("rb") as raw,
+        # one frame per byte range of a file read in ranges (merge_ranges)
+        zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as reader,
+    ):
         yield from line_blocks(_decompressed(reader, path), f"records {path}")
 
 

@@ -259,27 +259,34 @@ class _Flag:
 
 
 def iter_source_items(
-    stream: BinaryIO, name: str, max_line_bytes: int
+    stream: BinaryIO, name: str, max_line_bytes: int, first_line: int = 1
 ) -> Iterator[RawItem | BadItem]:
-    """Every record of a source file (format and compression from ``name``)."""
+    """Every record of a source file (format and compression from ``name``).
+
+    ``first_line``: the line number of the stream's first line, when it is a byte range of a
+    plain JSONL file that starts at that line (:func:`~dataset_assets.core.ranges.plan_ranges`).
+    """
     fmt, compression = source_format(name)
+    if first_line != 1 and (fmt, compression) != ("jsonl", "none"):
+        raise ValueError(f"{name}: only plain JSONL is read from a line other than the first")
     data, flag = decompressed(stream, compression)
     if fmt == "json_array":
         yield from iter_array_items(data, max_line_bytes, flag)
     else:
-        yield from iter_items(data, max_line_bytes, flag)
+        yield from iter_items(data, max_line_bytes, flag, first_line)
 
 
 def iter_items(
-    stream: BinaryIO, max_line_bytes: int, flag: "_Flag | None" = None
+    stream: BinaryIO, max_line_bytes: int, flag: "_Flag | None" = None, first_line: int = 1
 ) -> Iterator[RawItem | BadItem]:
     """Parse a JSONL byte stream; every line yields one item or one bad item with a reason.
 
     A line longer than ``max_line_bytes`` is skipped in 1 MiB chunks (never held whole). The last
     line of a file that has no newline and does not parse, or any tail of a compressed file cut
-    mid-stream, is reported once as ``truncated_record``.
+    mid-stream, is reported once as ``truncated_record``. Lines are numbered from
+    ``first_line`` (a UTF-8 BOM is dropped only from line 1, the file's first).
     """
-    number = 0
+    number = first_line - 1
     while True:
         line = stream.readline(max_line_bytes + 1)
         if not line:

@@ -2,7 +2,9 @@
 incremental rebuilds that reuse intermediates and shards, the dedup sidecar."""
 
 import gzip
+import logging
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -328,3 +330,34 @@ def test_a_rebuild_of_unchanged_sources_reuses_the_clustering_unless_its_decisio
     assert not recomputed.clustering_reused
     assert recomputed.partitions == again.partitions
     assert store.get_bytes(key) == original
+
+
+def test_a_big_file_read_in_byte_ranges_publishes_what_one_reading_does(
+    tmp_path: Path, seaweed: S3Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stage 1 reads a big local JSONL file in byte ranges on both workers; the build
+    publishes the same shards and sidecars, byte for byte, as a build reading it whole."""
+    records = [r for r, _ in generate(1400, seed=11)]
+    manifests = []
+    for name, compile_options in (("ranges", {"workers": 2, "range_mib": 1}), ("whole", {})):
+        root = tmp_path / name
+        _write(root / "data/main/big.jsonl", records[:1200])  # ~9.6 MB: ~10 ranges of 1 MiB
+        (root / "data/main/big.jsonl").open("ab").write(b'{"broken\n')
+        _write(root / "data/held/h.jsonl", records[1200:])
+        cfg = _config(root, compile={"workers": 1, **compile_options})
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="dataset_assets"):
+            manifests.append(build_dataset(cfg, _store(cfg, seaweed)))
+        cut = [m for m in caplog.messages if m.startswith("compile: stage 1 reads")]
+        if name == "ranges":
+            assert cut and re.fullmatch(r".* 1 of 2 files in \d+ byte ranges of ~1 MiB", cut[0])
+        else:
+            assert not cut
+    ranges, whole = manifests
+    assert [(s.split, s.sha256, s.records) for s in ranges.shards] == [
+        (s.split, s.sha256, s.records) for s in whole.shards
+    ]
+    for sidecar in ("quarantine", "provenance", "dedup"):
+        assert getattr(ranges, sidecar).sha256 == getattr(whole, sidecar).sha256, sidecar
+    assert ranges.counts == whole.counts
+    assert ranges.counts.quarantined == 1 and ranges.counts.near_duplicates > 0
