@@ -129,7 +129,7 @@ class CompileOptions(_Strict):
         0,
         ge=0,
         description="local plain JSONL files of at least 1.5 times this are read in byte ranges "
-        "of about this size on several cores; 0 = automatic (an eighth of each worker's share "
+        "of about this size on several cores; 0 = automatic (a quarter of each worker's share "
         "of the input, at least 32 MiB)",
     )
 
