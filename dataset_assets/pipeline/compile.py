@@ -328,6 +328,10 @@ def _run_partition(task: _PartitionTask) -> PartitionSummary:
         return process_partition(stream, spec, task.cfg, task.out)
 
 
+def _task_bytes(task: _PartitionTask) -> int:
+    return task.piece.end - task.piece.start if task.piece is not None else task.ref.size
+
+
 def range_bytes(cfg: DatasetConfig, total_bytes: int, workers: int) -> int:
     """The byte-range size stage 1 cuts big files into (``compile.range_mib``; by default a
     quarter of one worker's share of the input, at least :data:`MIN_RANGE_BYTES`), so that no
@@ -391,10 +395,11 @@ def _stage1(
     from this process (threads) as soon as its worker is done, so uploads and the server's
     work on them overlap with the next files' stage 1 instead of following it.
 
-    Yields ``(summaries, wait_published)`` once every worker is done: the last partitions'
-    publishes may still run (the caller can work on the local files meanwhile);
-    ``wait_published()`` returns when every intermediate is in S3 and raises the first publish
-    error. Leaving the block waits for them too (and cancels the unstarted ones on an error).
+    Yields ``(summaries, wait_published)`` (summaries in the order of ``todo``; the files run
+    longest first) once every worker is done: the last partitions' publishes may still run
+    (the caller can work on the local files meanwhile); ``wait_published()`` returns when
+    every intermediate is in S3 and raises the first publish error. Leaving the block waits
+    for them too (and cancels the unstarted ones on an error).
 
     At most ``workers`` publishes run at once, and a failed one stops the stage at the next
     result (no more files are started; the failed partition's files stay for the rerun)."""
@@ -402,8 +407,7 @@ def _stage1(
     uploads = concurrent.futures.ThreadPoolExecutor(max_workers=limit)
     published: list[concurrent.futures.Future[PartitionSummary]] = []
     pending: set[concurrent.futures.Future[PartitionSummary]] = set()
-    summaries = []
-    runs = []
+    runs = [(task, [task]) for task in todo]
     if todo and workers > 1:
         piece_bytes = range_bytes(todo[0].cfg, sum(t.ref.size for t in todo), workers)
         runs = [(task, _pieces(task, piece_bytes)) for task in todo]
@@ -416,17 +420,18 @@ def _stage1(
                 sum(cut),
                 piece_bytes // (1024 * 1024),
             )
-    pieces = [piece for _, task_pieces in runs for piece in task_pieces] or list(todo)
+        # longest tasks first (a file's ranges together): the last ones to start are short,
+        # so no core idles long at the end waiting for another's big file
+        runs.sort(key=lambda run: -max(_task_bytes(piece) for piece in run[1]))
+    pieces = [piece for _, task_pieces in runs for piece in task_pieces]
+    by_digest: dict[str, PartitionSummary] = {}
 
     def wait_published() -> None:
         for future in published:
             future.result()  # raises the publish error
 
     def merged(results: Iterator[PartitionSummary]) -> Iterator[PartitionSummary]:
-        """One summary per partition of ``todo``: its ranges' outputs merged."""
-        if not runs:
-            yield from results
-            return
+        """One summary per partition, in the order of ``runs``: its ranges' outputs merged."""
         for task, task_pieces in runs:
             done = list(itertools.islice(results, len(task_pieces)))
             if task_pieces == [task]:
@@ -439,7 +444,7 @@ def _stage1(
 
     results = iter_parallel(_run_partition, pieces, workers)
     try:
-        for task, summary in zip(todo, merged(results), strict=True):
+        for (task, _), summary in zip(runs, merged(results), strict=True):
             while pending and (len(pending) >= limit or any(f.done() for f in pending)):
                 done, _ = concurrent.futures.wait(
                     pending, return_when=concurrent.futures.FIRST_COMPLETED
@@ -450,8 +455,8 @@ def _stage1(
             future = uploads.submit(_publish_partition, store, task, summary)
             pending.add(future)
             published.append(future)
-            summaries.append(summary)
-        yield summaries, wait_published
+            by_digest[task.digest] = summary
+        yield [by_digest[task.digest] for task in todo], wait_published
         wait_published()
     except BaseException as exc:
         results.close()  # the workers' pool: unstarted tasks cancelled, workers stopped
