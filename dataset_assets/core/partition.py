@@ -305,18 +305,23 @@ def merge_ranges(
     try:
         before = 0
         for part, summary in zip(outs, summaries, strict=True):
-            # ParquetFile, not read_table (whose first call imports pyarrow.dataset, ~0.2 s)
-            table = pq.ParquetFile(part / INDEX_NAME).read()
-            if before:
-                ords = np.concatenate(
-                    [
-                        np.frombuffer(c.buffers()[1], np.uint32, len(c), c.offset * 4)
-                        for c in table.column("ord").chunks
-                    ]
-                )
-                ords = _arrow(ords + np.uint32(before), pa.uint32())
-                table = table.set_column(schema.get_field_index("ord"), "ord", ords)
-            writer.write_table(table)
+            if before + summary.candidates > np.iinfo(np.uint32).max:
+                raise OverflowError(f"{out}: more than 2**32 - 1 records in one file")
+            # a row group at a time (4096 rows, as written): memory stays that of one group.
+            # ParquetFile, not read_table (whose first call imports pyarrow.dataset, ~0.2 s).
+            index = pq.ParquetFile(part / INDEX_NAME)
+            for group in range(index.num_row_groups):
+                table = index.read_row_group(group)
+                if before:
+                    ords = np.concatenate(
+                        [
+                            np.frombuffer(c.buffers()[1], np.uint32, len(c), c.offset * 4)
+                            for c in table.column("ord").chunks
+                        ]
+                    )
+                    ords = _arrow(ords + np.uint32(before), pa.uint32())
+                    table = table.set_column(schema.get_field_index("ord"), "ord", ords)
+                writer.write_table(table)
             before += summary.candidates
     finally:
         writer.close()

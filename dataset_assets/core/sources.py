@@ -292,9 +292,11 @@ def iter_items(
         if not line:
             break
         number += 1
+        # decided before the BOM is dropped: a cut line 1 shortened by its BOM is still cut
+        too_long = len(line) > max_line_bytes and not line.endswith(b"\n")
         if number == 1 and line.startswith(BOM):
             line = line[len(BOM) :]
-        if len(line) > max_line_bytes and not line.endswith(b"\n"):
+        if too_long:
             head = line[:_RAW_KEEP]
             tail = line
             while tail and not tail.endswith(b"\n"):

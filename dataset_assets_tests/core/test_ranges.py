@@ -24,10 +24,10 @@ BOM = b"\xef\xbb\xbf"
 
 
 def _hostile_jsonl(path: Path, records: int = 1500) -> bytes:
-    """Chats with the lines a cut must respect: a BOM on line 1, blank lines, malformed JSON,
-    a record that does not normalize, lines over ``max_line_bytes`` (4 KiB here) and a
-    truncated last record without a newline."""
-    lines = [BOM + orjson.dumps({"messages": [{"role": "user", "content": "first"}]})]
+    """Chats with the lines a cut must respect: a BOM on line 1 (itself over the limit),
+    blank lines, malformed JSON, a record that does not normalize, lines over
+    ``max_line_bytes`` (4 KiB here) and a truncated last record without a newline."""
+    lines = [BOM + orjson.dumps({"messages": [{"role": "user", "content": "first" * 1000}]})]
     for i, (rec, _) in enumerate(generate(records, seed=7)):
         lines.append(orjson.dumps(rec))
         if i % 97 == 0:

@@ -112,6 +112,21 @@ def test_fifty_megabyte_line_over_the_limit_is_quarantined_and_reading_continues
     assert [i.line for i in items if isinstance(i, RawItem)][0] == 2
 
 
+@pytest.mark.parametrize("compression", ["", "gz", "zst"])
+def test_an_over_long_first_line_after_a_bom_is_quarantined_and_reading_continues(
+    compression: str,
+) -> None:
+    """The BOM does not make a cut first line look complete: it used to be reported as the
+    file's truncated last record, and every line after it was dropped."""
+    data = b"\xef\xbb\xbf" + _big_record(8 * 1024) + JSONL
+    items = _items(
+        _encode(data, compression), f"x.jsonl{'.' * bool(compression)}{compression}", 4096
+    )
+    bad = [i for i in items if isinstance(i, BadItem)]
+    assert [(b.reason, b.line) for b in bad] == [("line_too_long", 1)]
+    assert [i.value for i in items if isinstance(i, RawItem)] == RECORDS
+
+
 def test_source_files_of_every_supported_suffix_are_listed(tmp_path: Path) -> None:
     from dataset_assets.core.config import SourceFamily
     from dataset_assets.core.sources import expand_local
