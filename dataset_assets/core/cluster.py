@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dataset_assets.core.arrow import arrow_array, numpy_view
 from dataset_assets.core.config import DedupOptions
 
 _SHIFT = 32
@@ -199,7 +200,7 @@ def _near(
         sim = _similarity(batch.column("sa"), batch.column("sb"), options.num_perm)
         keep = sim >= options.threshold
         if keep.any():
-            a, b = _numpy(batch.column("a"))[keep], _numpy(batch.column("b"))[keep]
+            a, b = numpy_view(batch.column("a"))[keep], numpy_view(batch.column("b"))[keep]
             kept.append(_table(a=a, b=b, sim=sim[keep]))
     empty = _table(a=np.empty(0, np.int64), b=np.empty(0, np.int64), sim=np.empty(0, np.float64))
     verified = pa.concat_tables(kept) if kept else empty
@@ -227,26 +228,6 @@ def _write_buckets(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     )
 
 
-_NUMPY: dict[pa.DataType, np.dtype[Any]] = {
-    pa.int64(): np.dtype(np.int64),
-    pa.uint32(): np.dtype(np.uint32),
-    pa.uint8(): np.dtype(np.uint8),
-}
-
-
-def _numpy(values: pa.Array) -> np.ndarray:
-    """A view of a fixed-width Arrow array without nulls as numpy, read from its buffer (not
-    ``Array.to_numpy``, whose first call in a process imports pandas)."""
-    if values.null_count:
-        raise ValueError(f"unexpected nulls in a {values.type} column")
-    dtype = _NUMPY[values.type]
-    if not len(values):
-        return np.zeros(0, dtype)
-    return np.frombuffer(
-        values.buffers()[1], dtype=dtype, count=len(values), offset=values.offset * dtype.itemsize
-    )
-
-
 def _table(**columns: np.ndarray) -> pa.Table:
     """An Arrow table over numpy columns (1-D, fixed-size values) built from their buffers:
     not ``pa.table``/``pa.array``, whose first call in a process imports pandas (~0.25 s of
@@ -257,10 +238,7 @@ def _table(**columns: np.ndarray) -> pa.Table:
         # fixed-width numbers in native byte order (Arrow booleans are bits, not bytes)
         if values.ndim != 1 or values.dtype.kind not in "iuf" or not values.dtype.isnative:
             raise ValueError(f"not a column of native numbers: {values.dtype}, {values.ndim}-D")
-        buffers = [None, pa.py_buffer(values)]
-        arrays.append(
-            pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), buffers)
-        )
+        arrays.append(arrow_array(values, pa.from_numpy_dtype(values.dtype)))
     return pa.Table.from_arrays(arrays, names=list(columns))
 
 
@@ -291,8 +269,8 @@ def _batches(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatc
 
 
 def _similarity(a: Any, b: Any, num_perm: int) -> np.ndarray:
-    sa = _numpy(a.flatten()).reshape(-1, num_perm) if len(a) else np.empty((0, num_perm))
-    sb = _numpy(b.flatten()).reshape(-1, num_perm) if len(b) else np.empty((0, num_perm))
+    sa = numpy_view(a.flatten()).reshape(-1, num_perm) if len(a) else np.empty((0, num_perm))
+    sb = numpy_view(b.flatten()).reshape(-1, num_perm) if len(b) else np.empty((0, num_perm))
     result: np.ndarray = (sa == sb).mean(axis=1)
     return result
 
@@ -328,7 +306,7 @@ def _near_similarity(con: duckdb.DuckDBPyConnection, num_perm: int) -> None:
     con.execute("CREATE TABLE near_sim (doc BIGINT, sim DOUBLE)")
     for batch in _batches(con, rows):
         sim = _similarity(batch.column("sa"), batch.column("sb"), num_perm)
-        con.register("sbatch", _table(doc=_numpy(batch.column("doc")), sim=sim))
+        con.register("sbatch", _table(doc=numpy_view(batch.column("doc")), sim=sim))
         con.execute("INSERT INTO near_sim SELECT * FROM sbatch")
         con.unregister("sbatch")
     con.execute(
@@ -346,7 +324,7 @@ def _decisions(con: duckdb.DuckDBPyConnection, inputs: Sequence[ClusterInput]) -
         with pq.ParquetFile(inp.index_path) as index:
             chunks = index.read(columns=["split"]).column("split").chunks
         # a new, writable array (concatenate copies the read-only views)
-        codes = np.concatenate([_numpy(c) for c in chunks] or [np.zeros(0, np.uint8)])
+        codes = np.concatenate([numpy_view(c) for c in chunks] or [np.zeros(0, np.uint8)])
         lo, hi = np.searchsorted(dropped, [p << _SHIFT, (p + 1) << _SHIFT])
         codes[(dropped[lo:hi] & 0xFFFFFFFF).astype(np.int64)] = 0
         out.append(codes)
@@ -492,7 +470,7 @@ def _near_leaks(
         sim = _similarity(batch.column("sa"), batch.column("sb"), options.num_perm)
         hits = np.flatnonzero(sim >= options.threshold)
         found += len(hits)
-        a, b = _numpy(batch.column("a")), _numpy(batch.column("b"))
+        a, b = numpy_view(batch.column("a")), numpy_view(batch.column("b"))
         for i in hits[: max(0, sample - len(pairs))]:
             pairs.append(
                 {"kind": "near", "a": int(a[i]), "b": int(b[i]), "similarity": float(sim[i])}

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from dataset_assets.core.arrow import arrow_array, numpy_view
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.dedup import hashes_and_words
 from dataset_assets.core.errors import IntegrityError, InvalidRecordError
@@ -119,13 +120,6 @@ def _index_schema(near: bool, num_perm: int, bands: int) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _arrow(data: "npt.NDArray[Any] | bytes", type_: pa.DataType, n: int = -1) -> pa.Array:
-    """An Arrow array of ``n`` (default: ``len(data)``) fixed-size values over ``data``'s
-    buffer: no copy, and not ``pa.array``, whose first call in a process imports pandas
-    (~0.2 s per worker)."""
-    return pa.Array.from_buffers(type_, len(data) if n < 0 else n, [None, pa.py_buffer(data)])
-
-
 def _index_parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     # Hashes do not compress and have no repeats: no dictionary, no compression for them.
     hashed = {"bands", "sig"}
@@ -175,17 +169,17 @@ class _IndexWriter:
         if not self.ords:
             return
         cols: list[pa.Array] = [
-            _arrow(np.array(self.ords, dtype=np.uint32), pa.uint32()),
-            _arrow(np.array(self.lines, dtype=np.int64), pa.int64()),
-            _arrow(b"".join(self.hashes), pa.binary(32), len(self.hashes)),
-            _arrow(np.array(self.splits, dtype=np.uint8), pa.uint8()),
+            arrow_array(np.array(self.ords, dtype=np.uint32), pa.uint32()),
+            arrow_array(np.array(self.lines, dtype=np.int64), pa.int64()),
+            arrow_array(b"".join(self.hashes), pa.binary(32), len(self.hashes)),
+            arrow_array(np.array(self.splits, dtype=np.uint8), pa.uint8()),
         ]
         if self.signer is not None:
             self.sign()
             sigs = np.ascontiguousarray(np.concatenate(self.sigs), dtype=np.uint32)
             keys = np.ascontiguousarray(self.signer.band_keys(sigs)).view(np.int64)
             for values, type_ in ((keys, pa.int64()), (sigs, pa.uint32())):
-                flat = _arrow(values.reshape(-1), type_)
+                flat = arrow_array(values.reshape(-1), type_)
                 cols.append(pa.FixedSizeListArray.from_arrays(flat, values.shape[1]))
         self.writer.write_table(pa.Table.from_arrays(cols, schema=self.schema))
         self.ords, self.lines, self.hashes, self.splits, self.sigs = [], [], [], [], []
@@ -313,14 +307,9 @@ def merge_ranges(
             for group in range(index.num_row_groups):
                 table = index.read_row_group(group)
                 if before:
-                    ords = np.concatenate(
-                        [
-                            np.frombuffer(c.buffers()[1], np.uint32, len(c), c.offset * 4)
-                            for c in table.column("ord").chunks
-                        ]
-                    )
-                    ords = _arrow(ords + np.uint32(before), pa.uint32())
-                    table = table.set_column(schema.get_field_index("ord"), "ord", ords)
+                    ords = [numpy_view(c) for c in table.column("ord").chunks]
+                    renumbered = arrow_array(np.concatenate(ords) + np.uint32(before), pa.uint32())
+                    table = table.set_column(schema.get_field_index("ord"), "ord", renumbered)
                 writer.write_table(table)
             before += summary.candidates
     finally:
@@ -354,7 +343,9 @@ def read_record_blocks(path: Path) -> Iterator[LineBlock]:
     """The record lines of a partition's ``records.jsonl.zst`` in blocks, in order.
 
     Raises:
-        IntegrityError: the file is not a complete zstd stream, or its last line is cut.
+        IntegrityError: the file is not zstd, or its last line is cut. (A stream cut at a line
+            or frame boundary reads as complete here: the shard step's count of the records
+            against the decisions catches it.)
     """
     with (
         path.open("rb") as raw,

@@ -332,6 +332,10 @@ def _task_bytes(task: _PartitionTask) -> int:
     return task.piece.end - task.piece.start if task.piece is not None else task.ref.size
 
 
+MIN_RANGE_BYTES = 32 * 1024 * 1024
+"""Smallest byte range: below it a range's fixed costs (a task, its files, the merge) show."""
+
+
 def range_bytes(cfg: DatasetConfig, total_bytes: int, workers: int) -> int:
     """The byte-range size stage 1 cuts big files into (``compile.range_mib``; by default a
     quarter of one worker's share of the input, at least :data:`MIN_RANGE_BYTES`), so that no
@@ -343,10 +347,6 @@ def range_bytes(cfg: DatasetConfig, total_bytes: int, workers: int) -> int:
     if cfg.compile.range_mib:
         return cfg.compile.range_mib * 1024 * 1024
     return max(MIN_RANGE_BYTES, total_bytes // (4 * max(1, workers)))
-
-
-MIN_RANGE_BYTES = 32 * 1024 * 1024
-"""Smallest byte range: below it a range's fixed costs (a task, its files, the merge) show."""
 
 
 def _pieces(task: _PartitionTask, piece_bytes: int) -> list[_PartitionTask]:
@@ -411,7 +411,7 @@ def _stage1(
     if todo and workers > 1:
         piece_bytes = range_bytes(todo[0].cfg, sum(t.ref.size for t in todo), workers)
         runs = [(task, _pieces(task, piece_bytes)) for task in todo]
-        cut = [len(task_pieces) for task, task_pieces in runs if task_pieces != [task]]
+        cut = [len(task_pieces) for _, task_pieces in runs if len(task_pieces) > 1]
         if cut:
             log.info(
                 "compile: stage 1 reads %d of %d files in %d byte ranges of ~%d MiB",
@@ -434,7 +434,7 @@ def _stage1(
         """One summary per partition, in the order of ``runs``: its ranges' outputs merged."""
         for task, task_pieces in runs:
             done = list(itertools.islice(results, len(task_pieces)))
-            if task_pieces == [task]:
+            if len(task_pieces) == 1:
                 yield done[0]
             else:
                 yield merge_ranges([p.out for p in task_pieces], done, task.out)
