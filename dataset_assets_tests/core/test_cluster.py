@@ -2,6 +2,7 @@
 
 import functools
 import io
+import random
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,33 @@ def test_near_duplicates_never_straddle_splits_and_the_first_seen_wins(tmp_path:
     # published, so the two can never be in different splits.
     assert result.near_duplicates == len(base)
     assert all(codes[0::2] != 0) and all(codes[1::2] == 0)
+
+
+def test_chinese_and_japanese_near_duplicates_are_found_without_false_merges(
+    tmp_path: Path,
+) -> None:
+    """Conversations in scripts written without spaces, each with a near copy (2 % of its
+    characters changed): every pair is one cluster, no two different conversations merge."""
+    rng = random.Random(17)
+    han = [chr(c) for c in range(0x4E00, 0x4E00 + 2500)]
+    kana = [chr(c) for c in range(0x3041, 0x3097)]
+    cfg = _config(tmp_path)
+    records = []
+    for i in range(300):
+        alphabet = han if i % 2 else han[:300] + kana
+        text = "。".join(
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(10, 40)))
+            for _ in range(rng.randint(10, 30))
+        )
+        chars = list(text)
+        for j in rng.sample(range(len(chars)), max(1, len(chars) // 50)):
+            chars[j] = rng.choice(alphabet)
+        records += [_msgs(text), _msgs("".join(chars))]
+    result = cluster([_partition(tmp_path, cfg, "cjk", records)], cfg.dedup, tmp_path / "duck")
+    codes = result.decisions[0]
+    assert result.exact_duplicates == 0
+    assert all(codes[0::2] != 0), "an original was merged into another conversation"
+    assert all(codes[1::2] == 0) and result.near_duplicates == 300
 
 
 def _msgs_like(record: dict, last: str) -> dict:

@@ -1,10 +1,12 @@
 """MinHash signatures and band keys (dataset_assets.core.minhash), against a plain-Python
-reference of the shingle definition: words = str.split() of the lowercased text, capped at
+reference of the shingle definition: words = str.split() of the lowercased text, where every
+character of a script written without spaces (CHAR_WORD_RANGES) is a word of its own, capped at
 MAX_SHINGLED_WORDS, word w-grams, a text of at most w words is one shingle."""
 
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 
 from bench.gen_corpus import generate
 from dataset_assets.core.minhash import (
+    CHAR_WORD_RANGES,
     MAX_SHINGLED_WORDS,
     Signer,
     conversation_text,
@@ -31,8 +34,15 @@ def lowercase(text: str) -> str:
     return str(pc.utf8_lower(pa.array([text])).to_pylist()[0])
 
 
+CHAR_WORD = re.compile("([" + "".join(f"{chr(a)}-{chr(b)}" for a, b in CHAR_WORD_RANGES) + "])")
+
+
+def ref_words(text: str) -> list[str]:
+    return CHAR_WORD.sub(r" \1 ", lowercase(text)).split()
+
+
 def ref_shingles(text: str, w: int = 3, cap: int = MAX_SHINGLED_WORDS) -> set[str]:
-    words = lowercase(text).split()[:cap]
+    words = ref_words(text)[:cap]
     if len(words) <= w:
         return {" ".join(words)}
     return {" ".join(words[i : i + w]) for i in range(len(words) - w + 1)}
@@ -61,6 +71,14 @@ def messy_text(rng: random.Random, n_words: int) -> str:
         "ǅemal",
         "naïve",
         "日本語",
+        "ひらがなカタカナ",
+        "ภาษาไทย",
+        "한국어",
+        "中文，标点！",
+        "ｆｕｌｌ",
+        "𠀀𠀁",
+        "mixed日本word",
+        "emoji😀x",
         "x\x07y",
         "ﬁne",
     ]
@@ -239,6 +257,53 @@ def test_only_the_first_20000_words_count():
     assert sets[0] == sets[1] == sets[2]
     assert len(sets[0] - sets[3]) == 1  # the last word counted is in the last shingle
     assert [len(x) for x in sets] == [MAX_SHINGLED_WORDS - 2] * 5
+
+
+def cjk_text(rng: random.Random, sentences: int) -> str:
+    chars = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)]
+    return "".join(
+        "".join(rng.choice(chars) for _ in range(rng.randint(8, 30))) + rng.choice("，。！？")
+        for _ in range(sentences)
+    )
+
+
+def test_scripts_without_spaces_are_shingled_by_character():
+    """A Chinese, Japanese or Thai conversation with a few characters changed is a near
+    duplicate (split at whitespace only, its paragraphs were single words: estimate 0)."""
+    rng = random.Random(11)
+    signer = Signer()
+    kana = [chr(c) for c in range(0x3041, 0x3097)] + [chr(c) for c in range(0x30A1, 0x30FB)]
+    thai = [chr(c) for c in range(0x0E01, 0x0E2F)]
+    for make in (
+        lambda: cjk_text(rng, 30),
+        lambda: "".join(rng.choice(kana) for _ in range(600)) + "。" + cjk_text(rng, 10),
+        lambda: "".join(rng.choice(thai) for _ in range(900)),
+    ):
+        original, unrelated = make(), make()
+        chars = list(original)
+        for i in rng.sample(range(len(chars)), len(chars) // 100):  # 1 % of the characters
+            chars[i] = "语"
+        edited = "".join(chars)
+        a, b, c = signer.signatures([original, edited, unrelated])
+        assert float(jaccard_estimate(a, b)) >= 0.8
+        assert abs(float(jaccard_estimate(a, b)) - true_jaccard(original, edited)) <= 0.15
+        assert float(jaccard_estimate(a, c)) <= 0.1
+    # Korean is written with spaces: its words stay whole
+    assert ref_words("한국어 문장입니다") == ["한국어", "문장입니다"]
+    assert len(hash_sets(signer, ["한국어 문장입니다 정말"])[0]) == 1
+    assert len(hash_sets(signer, ["中文文本"])[0]) == 2  # 4 character words, 2 shingles
+
+
+def test_a_huge_text_without_spaces_is_capped_at_20000_characters():
+    rng = random.Random(3)
+    huge = cjk_text(rng, 60_000)  # ~1.2 M characters, no whitespace
+    signer = Signer()
+    texts = [huge, huge[:MAX_SHINGLED_WORDS], huge[: MAX_SHINGLED_WORDS - 1]]
+    sigs = signer.signatures(texts)
+    assert np.array_equal(sigs[0], sigs[1])
+    sets = hash_sets(signer, texts)
+    assert sets[0] == sets[1]
+    assert len(sets[0] - sets[2]) == 1 and len(sets[0]) == MAX_SHINGLED_WORDS - 2
 
 
 def test_band_keys_equal_iff_band_rows_equal():
