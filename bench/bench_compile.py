@@ -12,7 +12,8 @@ several files, ~4 % exact + ~4 % near duplicates) and measures, per size, side b
   fresh ``DAGSTER_HOME`` with ``deploy/dagster.yaml``), one ``dataset.yaml`` per case (64 MiB
   shards, a bucket per case; ``dedup.near: false`` for near-off). Timed from process start to
   exit; then the manifest is read back from S3 and every file it names is HEAD-checked (size),
-  or the case fails;
+  or the case fails. ``-noexport`` cases: ``compiled_export: false`` (shards, sidecars and
+  manifest only: near-off-noexport publishes what the floor publishes, plus the manifest);
 * ``startup``: near-on over a 1 MB corpus, the fixed cost of one build (for the cost model);
 * ``incremental``: after near-on, one new source file of ~1 % of the data whose name sorts
   first is added and the same build runs again: time vs the full build, and how many of the new
@@ -65,6 +66,7 @@ CASES = (
     "naive",
     "floor",
     "near-off",
+    "near-off-noexport",
     "near-on",
     "incremental",
     "near-on-noexport",
@@ -76,6 +78,7 @@ CASES = (
 # shard compression).
 BUILD_CASES: dict[str, tuple[bool, bool, str | None, str]] = {
     "near-off": (False, True, None, "zstd"),
+    "near-off-noexport": (False, False, None, "zstd"),
     "near-on": (True, True, None, "zstd"),
     "incremental": (True, True, "near-on", "zstd"),
     "near-on-noexport": (True, False, None, "zstd"),
@@ -727,6 +730,9 @@ def markdown(mb: float, rows: list[dict[str, Any]]) -> str:
             notes.append(f"**{r['mb_per_s'] / by['naive']['mb_per_s']:.2f}× naive**")
         if r["case"] == "near-off" and "floor" in by:
             notes.append(f"**{r['mb_per_s'] / by['floor']['mb_per_s']:.2f}× floor**")
+        if r["case"] == "near-off-noexport" and "floor" in by:
+            # like for like: the floor publishes shards only, no export either
+            notes.append(f"**{r['mb_per_s'] / by['floor']['mb_per_s']:.2f}× floor** (no export)")
         if "new_shards" in r:
             notes.append(
                 f"+{r['added_mb']:.1f} MB: **{r['time_vs_full']:.2f}× the full build**, "
