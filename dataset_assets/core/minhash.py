@@ -487,7 +487,12 @@ def char_word_cuts(arr: npt.NDArray[np.uint8]) -> npt.NDArray[np.intp] | None:
     """Word boundaries inside ``arr`` (UTF-8) that are not whitespace: the first byte of every
     character of :data:`CHAR_WORD_RANGES` and the byte after it, sorted; None if there are
     none."""
-    lead = np.flatnonzero(arr >= np.uint8(0xE0))  # leads of 3- and 4-byte characters
+    # leads of 3- and 4-byte characters that can be in the ranges: E0..E9 (U+0000..U+9FFF),
+    # EF (U+F000..U+FFFF), F0 (U+10000..U+3FFFF); not Hangul (EA..ED), emoji (F0 9F) pass here
+    maybe = (arr - np.uint8(0xE0)) <= np.uint8(9)
+    maybe |= arr == np.uint8(0xEF)
+    maybe |= arr == np.uint8(0xF0)
+    lead = np.flatnonzero(maybe)
     lead = lead[lead < len(arr) - 3]
     if not len(lead):
         return None
