@@ -68,6 +68,12 @@ class DedupOptions(_Strict):
     fold_whitespace: bool = True
     fold_case: bool = False
     near: bool = True
+    near_system_turns: bool = Field(
+        False,
+        description="near duplicates are found on the conversations without their system turns "
+        "(a long system prompt shared by generated conversations made distinct ones near "
+        "duplicates); true: with them. Exact duplicates always include them",
+    )
     # 3 % word edits give Jaccard 0.72-0.86 on word 3-grams (measured, bench/bench_dedup.py):
     # a 0.7 threshold with 32 bands x 4 rows keeps recall >= 0.99 with no false merges.
     threshold: float = Field(0.7, gt=0, le=1)
@@ -219,6 +225,8 @@ class DatasetConfig(_Strict):
         body = self.model_dump(mode="json", exclude={"compile"})  # machine use, not content
         if body.get("shard_compression") == "none":  # the format before the option existed:
             del body["shard_compression"]  # such configs keep their digest (and build ids)
+        if not body["dedup"]["near_system_turns"]:  # the default, added later: same digests
+            del body["dedup"]["near_system_turns"]
         data = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(data).hexdigest()
 

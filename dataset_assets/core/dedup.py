@@ -53,11 +53,13 @@ def hashes_and_words(
 ) -> tuple[list[str], list[str | bytes] | None]:
     """:func:`content_hash` of each conversation of ``batch`` and, with ``words`` and when
     whitespace is folded, each conversation's words (those of its contents joined by spaces,
-    which MinHash sees) as a folded text: ASCII text already lowercased as bytes (its turns
-    separated by ``\\n``), other text as a str (not case folded); else None."""
+    without the system turns unless ``options.near_system_turns``: what MinHash sees) as a
+    folded text: ASCII text already lowercased as bytes (its turns separated by ``\\n``), other
+    text as a str (not case folded); else None."""
     if not options.fold_whitespace:
         return [content_hash(messages, options) for messages in batch], None
     sha256, dumps = hashlib.sha256, orjson.dumps
+    all_turns = options.near_system_turns
     hashes: list[str] = []
     joined: list[str | bytes] = []
     for group in _groups(batch):
@@ -69,10 +71,18 @@ def hashes_and_words(
             end = at + len(messages)
             pairs = zip(messages, canon[at:end], strict=True)
             hashes.append(sha256(dumps([[m["role"], text] for m, text in pairs])).hexdigest())
-            if lower is not None:
-                joined.append(lower[cuts[at] + 1 : cuts[end]])
-            elif words:
-                joined.append(" ".join(folded[at:end]))
+            if words:
+                if all_turns or all(m["role"] != "system" for m in messages):
+                    if lower is not None:  # the turns are contiguous: one slice
+                        joined.append(lower[cuts[at] + 1 : cuts[end]])
+                    else:
+                        joined.append(" ".join(folded[at:end]))
+                else:
+                    turns = [at + k for k, m in enumerate(messages) if m["role"] != "system"]
+                    if lower is not None:
+                        joined.append(b"\n".join(lower[cuts[i] + 1 : cuts[i + 1]] for i in turns))
+                    else:
+                        joined.append(" ".join(folded[i] for i in turns))
             at = end
     return hashes, joined if words else None
 

@@ -100,9 +100,10 @@ def stage_config_digest(cfg: DatasetConfig) -> str:
     return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def shingle_text(messages: list[Message]) -> str:
-    """The text MinHash sees: every turn's content, roles ignored (case folding is the signer's)."""
-    return " ".join(m["content"] for m in messages)
+def shingle_text(messages: list[Message], system: bool = False) -> str:
+    """The text MinHash sees: every turn's content but the system turns' (with ``system``:
+    every turn's), roles ignored (case folding is the signer's)."""
+    return " ".join(m["content"] for m in messages if system or m["role"] != "system")
 
 
 def _index_schema(near: bool, num_perm: int, bands: int) -> pa.Schema:
@@ -137,6 +138,7 @@ class _IndexWriter:
     def __init__(self, path: Path, cfg: DatasetConfig) -> None:
         d = cfg.dedup
         self.near = d.near
+        self.system = d.near_system_turns
         self.signer = Signer(d.num_perm, d.bands, d.shingle_words) if d.near else None
         self.schema = _index_schema(d.near, d.num_perm, d.bands)
         self.writer = _index_parquet_writer(path, self.schema)
@@ -154,7 +156,9 @@ class _IndexWriter:
         self.splits.append(split)
         if self.near:
             words = conv.words
-            self.texts.append(shingle_text(conv.conversation.messages) if words is None else words)
+            if words is None:
+                words = shingle_text(conv.conversation.messages, self.system)
+            self.texts.append(words)
         if len(self.ords) >= _BATCH:
             self.flush()
 

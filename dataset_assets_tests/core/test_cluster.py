@@ -109,6 +109,53 @@ def test_chinese_and_japanese_near_duplicates_are_found_without_false_merges(
     assert all(codes[1::2] == 0) and result.near_duplicates == 300
 
 
+@pytest.mark.parametrize("system_turns", [False, True])
+def test_a_long_system_prompt_shared_by_distinct_conversations_merges_nothing(
+    tmp_path: Path, system_turns: bool
+) -> None:
+    """Generated data: one 1,000-word system prompt before every ~200-word dialogue. Near
+    duplicates are found on the dialogues, so none of 300 distinct conversations is dropped
+    (with the system turns counted, as ``near_system_turns: true`` does, nearly all were)."""
+    base = [r for r, _ in generate(400, seed=23, exact_rate=0.0, near_rate=0.0)]
+    prompt = " ".join(" ".join(m["content"] for m in r["messages"]) for r in base[300:]).split()
+    system = {"role": "system", "content": " ".join(prompt[:1000])}
+    records = []
+    for r in base[:300]:
+        words = " ".join(m["content"] for m in r["messages"]).split()
+        records.append(
+            {
+                "messages": [
+                    system,
+                    {"role": "user", "content": " ".join(words[:60])},
+                    {"role": "assistant", "content": " ".join(words[60:200])},
+                ]
+            }
+        )
+    cfg = _config(tmp_path, dedup={"near_system_turns": system_turns})
+    result = cluster([_partition(tmp_path, cfg, "gen", records)], cfg.dedup, tmp_path / "duck")
+    dropped = int((result.decisions[0] == 0).sum())
+    if system_turns:
+        assert dropped > 250
+    else:
+        assert dropped == 0 and result.exact_duplicates == 0
+
+
+def test_the_same_dialogue_under_another_system_prompt_is_a_near_duplicate(
+    tmp_path: Path,
+) -> None:
+    """The flip side, by definition: not an exact duplicate (the content hash includes the
+    system turn), but a near one (the dialogue is the same)."""
+    cfg = _config(tmp_path)
+    base = [r for r, _ in generate(50, seed=29, exact_rate=0.0, near_rate=0.0)]
+    records = []
+    for r in base:
+        dialogue = [m for m in r["messages"] if m["role"] != "system"]
+        records.append({"messages": [{"role": "system", "content": "Be brief."}, *dialogue]})
+        records.append({"messages": [{"role": "system", "content": "Be verbose."}, *dialogue]})
+    result = cluster([_partition(tmp_path, cfg, "sys", records)], cfg.dedup, tmp_path / "duck")
+    assert result.exact_duplicates == 0 and result.near_duplicates == len(base)
+
+
 def _msgs_like(record: dict, last: str) -> dict:
     messages = [dict(m) for m in record["messages"]]
     messages[-1]["content"] = last

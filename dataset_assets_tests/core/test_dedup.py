@@ -13,6 +13,7 @@ from dataset_assets.core.dedup import (
     hashes_and_words,
 )
 from dataset_assets.core.minhash import Signer, conversation_text
+from dataset_assets.core.partition import shingle_text
 from dataset_assets.core.records import Message
 
 # every str.isspace character, control characters that are not whitespace, multi-byte UTF-8
@@ -57,11 +58,16 @@ def test_fold_whitespace_is_split_and_join_of_every_text(ascii_only: bool) -> No
     assert fold_whitespace([]) == []
 
 
+@pytest.mark.parametrize("system", [False, True])
 @pytest.mark.parametrize("fold_case", [False, True])
 @pytest.mark.parametrize("fold_whitespace_", [False, True])
-def test_batch_hashes_equal_one_by_one_hashes(fold_case: bool, fold_whitespace_: bool) -> None:
+def test_batch_hashes_equal_one_by_one_hashes(
+    fold_case: bool, fold_whitespace_: bool, system: bool
+) -> None:
     rng = random.Random(11)
-    options = DedupOptions(fold_case=fold_case, fold_whitespace=fold_whitespace_)
+    options = DedupOptions(
+        fold_case=fold_case, fold_whitespace=fold_whitespace_, near_system_turns=system
+    )
     texts = _texts(rng, PIECES, 3000)
     batch: list[list[Message]] = []
     while texts:
@@ -74,8 +80,10 @@ def test_batch_hashes_equal_one_by_one_hashes(fold_case: bool, fold_whitespace_:
     assert hashes == [content_hash(m, options) for m in batch]
     assert content_hashes(batch, options) == hashes
     assert len(set(hashes)) > len(batch) // 2
-    # the folded words MinHash gets instead of the raw text: the same signatures
-    raw = [conversation_text([m["content"] for m in messages]) for messages in batch]
+    # the folded words MinHash gets instead of the raw text: the same signatures (system turns
+    # only with near_system_turns; the content hashes always include them)
+    raw = [shingle_text(messages, system) for messages in batch]
+    assert any(m["role"] == "system" for messages in batch for m in messages)
     if fold_whitespace_:
         assert words is not None
         signer = Signer(64, 16, 2)

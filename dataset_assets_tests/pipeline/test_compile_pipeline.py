@@ -254,6 +254,11 @@ def test_a_config_choosing_plain_shards_keeps_the_digest_it_had_before_the_optio
     plain = parse_config({**base, "shard_compression": "none"}, Path("/tmp/x"))
     assert plain.digest() == before
     assert parse_config(base, Path("/tmp/x")).digest() != before
+    # dedup.near_system_turns (added later) at its default leaves the digest as it was
+    explicit = {**base, "shard_compression": "none", "dedup": {"near_system_turns": False}}
+    assert parse_config(explicit, Path("/tmp/x")).digest() == before
+    with_system = {**base, "shard_compression": "none", "dedup": {"near_system_turns": True}}
+    assert parse_config(with_system, Path("/tmp/x")).digest() != before
 
 
 def _worker_servers() -> list[int]:
