@@ -15,11 +15,14 @@ Record shapes, tried in this order (the first key found decides):
 |           | a speaker (``role``/``from``/``speaker``/       | opaque ids: user/assistant,   |
 |           | ``author``/``sender``/``user``) and a text      | flipping on each speaker      |
 |           | (``content``/``value``/``text``/``message``/    | change; no speakers at all:   |
-|           | ``utterance``)                                  | alternating from ``user``     |
-| Alpaca    | ``instruction`` [+ ``input``] + ``output``      | user (instruction + input),   |
-|           |                                                 | assistant (output)            |
+|           | ``utterance``); or turns that are plain strings | alternating from ``user``     |
+|           | (also under ``data``, UltraChat); or turns that | (string turns too); ``input`` |
+|           | are ``input`` + ``output`` pairs (Capybara)     | user, ``output`` assistant    |
+| Alpaca    | ``instruction`` [+ ``input``/``context``] +     | user (instruction + input),   |
+|           | ``output``/``response`` (Dolly)                 | assistant (output)            |
 | pair      | ``prompt``+``response``/``completion``,         | user, assistant               |
-|           | ``question``+``answer``, ``query``+``response`` |                               |
+|           | ``question``+``answer``/``response`` (Orca),    |                               |
+|           | ``query``+``response``                          |                               |
 
 A top-level string ``system`` (or ``system_prompt``) becomes the first system turn. Content may
 be a string or a list of ``{"type": "text", "text": ...}`` parts (joined).
@@ -97,8 +100,11 @@ PAIR_KEYS = (
     ("prompt", "response"),
     ("prompt", "completion"),
     ("question", "answer"),
+    ("question", "response"),
     ("query", "response"),
 )
+ALPACA_OUTPUT_KEYS = ("output", "response")
+ALPACA_INPUT_KEYS = ("input", "context")
 
 
 def map_role(role: Any) -> str | None:
@@ -280,19 +286,37 @@ def _turns(value: dict[str, Any]) -> list[Message]:
     if isinstance(value.get("conversations"), list):
         return _strict_turns(_objects(value["conversations"], "conversations"), "from", "value")
     for key in TURN_LIST_KEYS:
-        if isinstance(value.get(key), list):
-            return _speaker_turns(_objects(value[key], key))
-    if "instruction" in value and "output" in value:
+        turns = value.get(key)
+        if isinstance(turns, list):
+            if turns and all(type(t) is str for t in turns):
+                return _alternating(turns)
+            turns = _objects(turns, key)
+            if all("input" in t and "output" in t for t in turns):
+                return [m for t in turns for m in _pair(t["input"], t["output"])]
+            return _speaker_turns(turns)
+    output_key, output = _first(value, ALPACA_OUTPUT_KEYS)
+    if "instruction" in value and output_key is not None:
         instruction = _text(value["instruction"], "user")
-        extra = value.get("input")
+        input_key, extra = _first(value, ALPACA_INPUT_KEYS)
         if extra is not None and not isinstance(extra, str):
-            raise InvalidRecordError("non_string_content", f"alpaca input is {_describe(extra)}")
+            raise InvalidRecordError(
+                "non_string_content", f"alpaca {input_key} is {_describe(extra)}"
+            )
         prompt = f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
-        return _pair(prompt, value["output"])
+        return _pair(prompt, output)
     for user_key, assistant_key in PAIR_KEYS:
         if user_key in value and assistant_key in value:
             return _pair(value[user_key], value[assistant_key])
+    data = value.get("data")
+    if isinstance(data, list) and data and all(type(t) is str for t in data):
+        return _alternating(data)
     raise InvalidRecordError("unknown_shape", _keys(value))
+
+
+def _alternating(texts: list[str]) -> list[Message]:
+    """Turns given as plain strings: ``user`` first, then alternating."""
+    roles = ["user" if i % 2 == 0 else "assistant" for i in range(len(texts))]
+    return [{"role": r, "content": _text(x, r)} for r, x in zip(roles, texts, strict=True)]
 
 
 def normalize_messages(value: Any, options: NormalizeOptions) -> list[Message]:

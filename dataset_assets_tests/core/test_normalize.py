@@ -72,6 +72,23 @@ SHAPES = {
     "prompt_completion": ({"prompt": "p", "completion": "c"}, UA),
     "question_answer": ({"question": "q?", "answer": "a."}, UA),
     "system_field": ({"system": "You coach.", "question": "q?", "answer": "a."}, ["system", *UA]),
+    "dolly": (
+        {"instruction": "Who?", "context": "A text.", "response": "Her.", "category": "qa"},
+        UA,
+    ),
+    "orca_question_response": (
+        {"id": "o1", "system_prompt": "You are an AI.", "question": "q?", "response": "r."},
+        ["system", *UA],
+    ),
+    "ultrachat_data_strings": ({"id": "0", "data": ["q1", "a1", "q2", "a2"]}, [*UA, *UA]),
+    "conversation_of_strings": ({"conversation": ["q1", "a1", "q2"]}, [*UA, "user"]),
+    "capybara_input_output_turns": (
+        {
+            "source": "x",
+            "conversation": [{"input": "q1", "output": "a1"}, {"input": "q2", "output": "a2"}],
+        },
+        [*UA, *UA],
+    ),
     "content_parts": (
         {
             "messages": [
@@ -110,6 +127,29 @@ def test_every_shape_normalizes_to_chatml(shape: str) -> None:
 def test_alpaca_input_is_appended_to_the_instruction() -> None:
     out = normalize_messages(SHAPES["alpaca"][0], OPTS)
     assert out[0]["content"] == "Summarize\n\nlong text" and out[1]["content"] == "short"
+    dolly = normalize_messages(SHAPES["dolly"][0], OPTS)
+    assert [m["content"] for m in dolly] == ["Who?\n\nA text.", "Her."]
+
+
+def test_public_chat_dataset_shapes_keep_their_texts_in_order() -> None:
+    """Dolly, OpenOrca, UltraChat and Capybara records were quarantined as unknown_shape."""
+    cases = ("orca_question_response", "ultrachat_data_strings", "capybara_input_output_turns")
+    texts = [[m["content"] for m in normalize_messages(SHAPES[c][0], OPTS)] for c in cases]
+    assert texts == [["You are an AI.", "q?", "r."], ["q1", "a1", "q2", "a2"]] + [
+        ["q1", "a1", "q2", "a2"]
+    ]
+    bad = [
+        {"data": [{"text": "not strings"}]},
+        {"conversation": ["a string", {"role": "user", "content": "an object"}]},
+        {"conversation": [{"input": "q1", "output": "a1"}, {"input": "q2"}]},
+        {"instruction": "x", "context": 5, "response": "y"},
+    ]
+    reasons = []
+    for record in bad:
+        with pytest.raises(InvalidRecordError) as exc:
+            normalize_messages(record, OPTS)
+        reasons.append(exc.value.reason)
+    assert reasons == ["unknown_shape"] * 3 + ["non_string_content"]
 
 
 @pytest.mark.parametrize(("source_role", "chatml_role"), sorted(ROLE_TABLE.items()))
