@@ -496,22 +496,30 @@ def char_word_cuts(arr: npt.NDArray[np.uint8]) -> npt.NDArray[np.intp] | None:
     lead = lead[lead < len(arr) - 3]
     if not len(lead):
         return None
-    # each lead's 4 bytes in one gather (unaligned little-endian lanes over the buffer)
+    # E5..E9 lead U+5000..U+9FFF, all CJK ideographs (most characters of Chinese text): no
+    # decoding; the other leads are decoded from their 4 bytes in one gather (unaligned
+    # little-endian lanes over the buffer) and looked up
+    b0 = arr[lead]
+    sure = (b0 - np.uint8(0xE5)) <= np.uint8(4)
+    other = np.flatnonzero(~sure)
     lanes = np.ndarray((len(arr) - 3,), dtype="<u4", buffer=arr, strides=(arr.strides[0],))
-    x = lanes[lead]
-    three = (x & np.uint32(0xF0)) == np.uint32(0xE0)
-    # 3 bytes: U+0800..U+FFFF by table; 4 bytes: U+20000..U+3FFFF is F0 A0..BF xx xx
+    x = lanes[lead[other]]
     code = (x & np.uint32(0x0F)) << np.uint32(12)
     code |= (x >> np.uint32(2)) & np.uint32(0x0FC0)
     code |= (x >> np.uint32(16)) & np.uint32(0x3F)
-    chosen = _CHAR_WORD_BMP[code] & three
-    chosen |= (x & np.uint32(0xE0FF)) == np.uint32(0xA0F0)
+    # 3 bytes: U+0800..U+FFFF by table; 4 bytes: U+20000..U+3FFFF is F0 A0..BF xx xx
+    four = (x & np.uint32(0xFF)) == np.uint32(0xF0)
+    ok = np.where(four, (x & np.uint32(0xE0FF)) == np.uint32(0xA0F0), _CHAR_WORD_BMP[code])
+    chosen = sure
+    chosen[other] = ok
     begin = lead[chosen]
     if not len(begin):
         return None
     cuts = np.empty(2 * len(begin), dtype=np.intp)
     cuts[0::2] = begin  # characters do not overlap: begin, end, begin, end... is sorted
-    cuts[1::2] = begin + np.where(three[chosen], 3, 4)
+    width = np.full(len(lead), 3, dtype=np.intp)
+    width[other[four]] = 4
+    cuts[1::2] = begin + width[chosen]
     return cuts
 
 
