@@ -100,11 +100,9 @@ PAIR_KEYS = (
     ("prompt", "response"),
     ("prompt", "completion"),
     ("question", "answer"),
-    ("question", "response"),
     ("query", "response"),
+    ("question", "response"),  # after the pairs above: a record that has both keeps its reading
 )
-ALPACA_OUTPUT_KEYS = ("output", "response")
-ALPACA_INPUT_KEYS = ("input", "context")
 
 
 def map_role(role: Any) -> str | None:
@@ -291,26 +289,38 @@ def _turns(value: dict[str, Any]) -> list[Message]:
             if turns and all(type(t) is str for t in turns):
                 return _alternating(turns)
             turns = _objects(turns, key)
-            if all("input" in t and "output" in t for t in turns):
+            if all(_is_io_pair(t) for t in turns):
                 return [m for t in turns for m in _pair(t["input"], t["output"])]
             return _speaker_turns(turns)
-    output_key, output = _first(value, ALPACA_OUTPUT_KEYS)
-    if "instruction" in value and output_key is not None:
-        instruction = _text(value["instruction"], "user")
-        input_key, extra = _first(value, ALPACA_INPUT_KEYS)
-        if extra is not None and not isinstance(extra, str):
-            raise InvalidRecordError(
-                "non_string_content", f"alpaca {input_key} is {_describe(extra)}"
-            )
-        prompt = f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
-        return _pair(prompt, output)
+    if "instruction" in value and "output" in value:
+        return _pair(_alpaca_prompt(value, "input"), value["output"])
     for user_key, assistant_key in PAIR_KEYS:
         if user_key in value and assistant_key in value:
             return _pair(value[user_key], value[assistant_key])
+    # The shapes below were added later: only records no shape above reads reach them, so a
+    # record read before is read the same way.
+    if "instruction" in value and "response" in value:  # Dolly
+        extra = "input" if "input" in value else "context"
+        return _pair(_alpaca_prompt(value, extra), value["response"])
     data = value.get("data")
     if isinstance(data, list) and data and all(type(t) is str for t in data):
         return _alternating(data)
     raise InvalidRecordError("unknown_shape", _keys(value))
+
+
+def _is_io_pair(turn: dict[str, Any]) -> bool:
+    """A Capybara turn: ``input`` and ``output``, and none of the text keys of a speaker turn."""
+    return "input" in turn and "output" in turn and not any(k in turn for k in TEXT_KEYS)
+
+
+def _alpaca_prompt(value: dict[str, Any], extra_key: str) -> str:
+    """The instruction, and the ``extra_key`` text (Alpaca's input, Dolly's context) after a
+    blank line when there is one."""
+    instruction = _text(value["instruction"], "user")
+    extra = value.get(extra_key)
+    if extra is not None and not isinstance(extra, str):
+        raise InvalidRecordError("non_string_content", f"alpaca {extra_key} is {_describe(extra)}")
+    return f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
 
 
 def _alternating(texts: list[str]) -> list[Message]:

@@ -152,6 +152,25 @@ def test_public_chat_dataset_shapes_keep_their_texts_in_order() -> None:
     assert reasons == ["unknown_shape"] * 3 + ["non_string_content"]
 
 
+# Records with keys of the newer shapes (Dolly's context/response, Orca's question/response,
+# Capybara's input/output turns) that an older shape already read: read as before.
+READ_BEFORE = [
+    ({"instruction": "Be brief", "prompt": "Hi", "response": "Hello"}, ["Hi", "Hello"]),
+    ({"instruction": "Be brief", "query": "Hi", "response": "Hello"}, ["Hi", "Hello"]),
+    ({"instruction": "Summarize", "context": "ctx", "output": "out"}, ["Summarize", "out"]),
+    ({"instruction": "S", "context": ["a"], "output": "o"}, ["S", "o"]),
+    ({"instruction": [], "query": "hi", "response": "r"}, ["hi", "r"]),
+    ({"question": "Q?", "query": "Hi", "response": "R"}, ["Hi", "R"]),
+    ({"turns": [{"role": "user", "content": "hi", "input": "x", "output": "y"}]}, ["hi"]),
+    ({"conversation": [{"speaker": "A", "text": "hi", "input": "i", "output": {}}]}, ["hi"]),
+]
+
+
+@pytest.mark.parametrize(("record", "texts"), READ_BEFORE)
+def test_records_an_older_shape_reads_are_read_as_before(record: dict, texts: list[str]) -> None:
+    assert [m["content"] for m in normalize_messages(record, OPTS)] == texts
+
+
 @pytest.mark.parametrize(("source_role", "chatml_role"), sorted(ROLE_TABLE.items()))
 def test_role_table_maps_every_source_role(source_role: str, chatml_role: str) -> None:
     record = {
