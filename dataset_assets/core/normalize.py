@@ -16,13 +16,18 @@ Record shapes, tried in this order (the first key found decides):
 |           | ``author``/``sender``/``user``) and a text      | flipping on each speaker      |
 |           | (``content``/``value``/``text``/``message``/    | change; no speakers at all:   |
 |           | ``utterance``); or turns that are plain strings | alternating from ``user``     |
-|           | (also under ``data``, UltraChat); or turns that | (string turns too); ``input`` |
-|           | are ``input`` + ``output`` pairs (Capybara)     | user, ``output`` assistant    |
-| Alpaca    | ``instruction`` [+ ``input``/``context``] +     | user (instruction + input),   |
-|           | ``output``/``response`` (Dolly)                 | assistant (output)            |
+|           | ; or turns of ``input`` + ``output`` and no     | (string turns too); ``input`` |
+|           | text key (Capybara)                             | user, ``output`` assistant    |
+| Alpaca    | ``instruction`` [+ ``input``] + ``output``      | user (instruction + input),   |
+|           |                                                 | assistant (output)            |
 | pair      | ``prompt``+``response``/``completion``,         | user, assistant               |
-|           | ``question``+``answer``/``response`` (Orca),    |                               |
-|           | ``query``+``response``                          |                               |
+|           | ``question``+``answer``, ``query``+``response``,|                               |
+|           | ``question``+``response`` (OpenOrca)            |                               |
+| Dolly     | ``instruction`` [+ ``context``] + ``response``  | as Alpaca                     |
+| UltraChat | ``data``: a list of strings                     | alternating from ``user``     |
+
+Shapes added later (string and Capybara turns, OpenOrca's pair, Dolly, UltraChat) only read
+records that no earlier shape reads, so a record keeps the reading it had.
 
 A top-level string ``system`` (or ``system_prompt``) becomes the first system turn. Content may
 be a string or a list of ``{"type": "text", "text": ...}`` parts (joined).
