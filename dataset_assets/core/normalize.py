@@ -62,6 +62,7 @@ nothing but :class:`InvalidRecordError`, whose ``reason`` is one of:
 ``detail`` is short (≤ 200 characters) and always valid UTF-8.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 from dataset_assets.core.config import NormalizeOptions
@@ -239,7 +240,11 @@ def _speaker_turns(turns: list[dict[str, Any]]) -> list[Message]:
             raise InvalidRecordError("unknown_shape", f"turn {_keys(t)}")
         speakers.append(_speaker(t))
         texts.append(text)
-    roles = _roles(speakers)
+    return _messages(_roles(speakers), texts)
+
+
+def _messages(roles: list[str], texts: Sequence[Any]) -> list[Message]:
+    """One message per role and text (each text checked for its role)."""
     return [{"role": r, "content": _text(x, r)} for r, x in zip(roles, texts, strict=True)]
 
 
@@ -269,8 +274,7 @@ def _grouped_turns(groups: list[list[Any]]) -> list[Message]:
             )
         speakers.append(senders.pop() if senders else None)
         texts.append("\n".join(parts))
-    roles = _roles(speakers)
-    return [{"role": r, "content": _text(x, r)} for r, x in zip(roles, texts, strict=True)]
+    return _messages(_roles(speakers), texts)
 
 
 def _pair(user: Any, assistant: Any) -> list[Message]:
@@ -329,9 +333,8 @@ def _alpaca_prompt(value: dict[str, Any], extra_key: str) -> str:
 
 
 def _alternating(texts: list[str]) -> list[Message]:
-    """Turns given as plain strings: ``user`` first, then alternating."""
-    roles = ["user" if i % 2 == 0 else "assistant" for i in range(len(texts))]
-    return [{"role": r, "content": _text(x, r)} for r, x in zip(roles, texts, strict=True)]
+    """Turns given as plain strings: no speakers, so ``user`` first, then alternating."""
+    return _messages(_roles([None] * len(texts)), texts)
 
 
 def normalize_messages(value: Any, options: NormalizeOptions) -> list[Message]:
