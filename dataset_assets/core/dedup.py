@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from dataset_assets.core.config import DedupOptions
-from dataset_assets.core.minhash import blank_unicode_spaces
+from dataset_assets.core.minhash import ascii_whitespace, blank_unicode_spaces
 from dataset_assets.core.records import Message
 
 _FOLD_GROUP_CHARS = 1 << 18
@@ -23,7 +23,6 @@ _FOLD_GROUP_CHARS = 1 << 18
 _FOLD_ARRAYS_MAX_CHARS = 1 << 22
 """Larger groups (one huge conversation) are folded with ``str.split``: the same result, with
 memory bounded by the text rather than by its number of whitespace characters."""
-_U8 = np.uint8
 
 
 def canonical_messages(messages: list[Message], options: DedupOptions) -> list[list[str]]:
@@ -140,11 +139,11 @@ def _fold_group(texts: Sequence[str]) -> tuple[list[str], bytes | None, list[int
     sep = np.empty(len(texts) + 1, dtype=np.int64)
     sep[0] = 0
     np.cumsum(np.fromiter(lengths, dtype=np.int64, count=len(texts)) + 1, out=sep[1:])
-    # whitespace bytes: \t \n \v \f \r (9-13), \x1c-\x1f (28-31) and the space
+    # whitespace bytes (ascii_whitespace): among those <= 32, all but the other controls
     ws = arr <= 32
     control = np.flatnonzero(arr < 32)
     low = arr[control]
-    is_ws = ((low - _U8(9)) < _U8(5)) | ((low - _U8(28)) < _U8(4))
+    is_ws = ascii_whitespace(low)
     if not is_ws.all():
         ws[control[~is_ws]] = False
         control = control[is_ws]

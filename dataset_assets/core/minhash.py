@@ -483,6 +483,15 @@ def blank_unicode_spaces(arr: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return out
 
 
+def ascii_whitespace(arr: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """Which bytes are ASCII whitespace as :meth:`str.isspace` sees it: ``\\t \\n \\v \\f \\r``
+    (9-13), ``\\x1c``-``\\x1f`` (28-31) and the space; not the other control characters."""
+    space: npt.NDArray[np.bool_] = arr == np.uint8(32)
+    space |= (arr - np.uint8(9)) < np.uint8(5)
+    space |= (arr - np.uint8(28)) < np.uint8(4)
+    return space
+
+
 def char_word_cuts(arr: npt.NDArray[np.uint8]) -> npt.NDArray[np.intp] | None:
     """Word boundaries inside ``arr`` (UTF-8) that are not whitespace: the first byte of every
     character of :data:`CHAR_WORD_RANGES` and the byte after it, sorted; None if there are
@@ -528,9 +537,7 @@ def _words_cut(
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """:func:`_words` with more boundaries (``cuts``): a word ends at whitespace or at a cut,
     and starts after whitespace or at a cut (dense masks: for text where words are short)."""
-    ws = arr == np.uint8(32)
-    ws |= (arr - np.uint8(9)) < np.uint8(5)
-    ws |= (arr - np.uint8(28)) < np.uint8(4)
+    ws = ascii_whitespace(arr)
     cut = np.zeros(len(arr) + 1, dtype=bool)
     cut[cuts] = True
     word = ~ws
@@ -549,12 +556,10 @@ def _words_cut(
 def _words(arr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """Start and length in bytes of the words of ``arr`` (ASCII whitespace separates)."""
     pos = np.flatnonzero(arr <= 32)
-    # of the bytes <= 32, whitespace is \t \n \v \f \r (9-13), \x1c-\x1f (28-31) and space;
-    # the other control characters (0-8, 14-27) are rare: dropped from the separators
-    low = arr[pos]
-    other = (low < 9) | ((low - np.uint8(14)) < 14)
-    if other.any():
-        pos = pos[~other]
+    # the control characters that are not whitespace are rare: dropped from the separators
+    space = ascii_whitespace(arr[pos])
+    if not space.all():
+        pos = pos[space]
     gap = np.diff(pos)
     real = gap > 1
     runs = np.flatnonzero(~real)
