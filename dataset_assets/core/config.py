@@ -130,6 +130,15 @@ class CompileOptions(_Strict):
         description="keep partition intermediates under staging_dir/cache after uploading them "
         "(later builds on this machine skip the download); false = every step reads S3",
     )
+    intermediates: Literal["auto", "s3", "local"] = Field(
+        "auto",
+        description="where stage 1's per-file intermediates are kept for the later steps and "
+        "builds: s3 = uploaded under {prefix}/_cache/partitions/ (any machine reuses them: "
+        "needed when a run's steps, its re-executions or later runs land on other machines); "
+        "local = this machine's cache only (staging_dir/cache, no upload); auto = local when "
+        "every step runs on this machine (the in_process and multiprocess executors, or the "
+        "plain build_dataset path) and local_cache is on, else s3",
+    )
     memory_mib: int = Field(512, ge=64, description="DuckDB memory limit of the dedup stage")
     range_mib: int = Field(
         0,
@@ -138,6 +147,14 @@ class CompileOptions(_Strict):
         "of about this size on several cores; 0 = automatic (a quarter of each worker's share "
         "of the input, at least 32 MiB)",
     )
+
+    @model_validator(mode="after")
+    def _local_needs_the_cache(self) -> "CompileOptions":
+        if self.intermediates == "local" and not self.local_cache:
+            raise ValueError(
+                "intermediates: local keeps them in the local cache: it needs local_cache: true"
+            )
+        return self
 
 
 class CardOptions(_Strict):

@@ -21,7 +21,7 @@ from dataset_assets.defs.metadata import (
 )
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
 from dataset_assets.pipeline.build import Build, build_problems
-from dataset_assets.pipeline.compile import CompileResult, quarantine_ratio
+from dataset_assets.pipeline.compile import ONE_MACHINE_EXECUTORS, CompileResult, quarantine_ratio
 from dataset_assets.pipeline.maintenance import manifest_files
 
 GROUP = "dataset"
@@ -49,6 +49,7 @@ def _build(
         run.run_id,
         owner=run.root_run_id or run.run_id,
         hand_on=goes_on,  # the run's later steps take the lease back; else release it now
+        one_machine=context.job_def.executor_def.name in ONE_MACHINE_EXECUTORS,
     )
 
 

@@ -35,6 +35,7 @@ from dataset_assets.pipeline.compile import (
     CompileResult,
     compile_conversations,
     quarantine_ratio,
+    shares_intermediates,
     work_area,
     worker_count,
 )
@@ -66,6 +67,7 @@ class Build:
         *,
         owner: str = "",
         hand_on: bool = False,
+        one_machine: bool = True,
     ) -> None:
         """Args:
         cfg: the dataset config.
@@ -74,12 +76,15 @@ class Build:
         owner: the build lease's owner: the root run id, so a re-execution continues the run.
         hand_on: keep the lease between steps (until its expiry) for the run's next step,
             when the run goes on to the commit; otherwise each step releases it.
+        one_machine: every step of the run runs on this machine (decides where the compile
+            keeps its intermediates under ``compile.intermediates: auto``).
         """
         self.cfg = cfg
         self.store = store
         self.run_id = run_id or uuid.uuid4().hex
         self.owner = owner or self.run_id
         self.hand_on = hand_on
+        self.share = shares_intermediates(cfg, one_machine)
 
     def step(self, *, last: bool = False) -> BuildLease:
         """The prefix's build lease for one step: one build at a time, whatever starts it (UI,
@@ -121,7 +126,12 @@ class Build:
             need = "the compressed records of the largest source files plus their indexes"
             with staging_space(self.cfg.staging_dir, need):
                 result = compile_conversations(
-                    self.cfg, self.store, run_id=self.run_id, area=area, journal=journal
+                    self.cfg,
+                    self.store,
+                    run_id=self.run_id,
+                    area=area,
+                    journal=journal,
+                    share=self.share,
                 )
             self._upload_journal(journal, "compile")
         return result.model_copy(

@@ -68,6 +68,16 @@ from dataset_assets.pipeline.sources import list_sources, open_source
 from dataset_assets.storage import Journal, Publisher, S3ObjectStore, S3Settings
 
 SUMMARY_NAME = "summary.json"
+"""A partition's counts, written last: in S3 (and as this file in the local cache) it means
+every intermediate of the partition is in S3."""
+LOCAL_SUMMARY_NAME = "summary.local.json"
+"""In the local cache instead of ``summary.json``: the partition is complete on this machine
+only (its intermediates were not uploaded, see :func:`shares_intermediates`)."""
+ONE_MACHINE_EXECUTORS = frozenset(
+    {"in_process", "multiprocess", "multi_or_in_process_executor", "execute_in_process_executor"}
+)
+"""Names of the Dagster executors that run every step of a run on the machine of the run
+(Dagster's default executor and the one of ``materialize`` / ``execute_in_process`` too)."""
 log = logging.getLogger(__name__)
 
 
@@ -169,6 +179,19 @@ class WorkArea:
     def partition_dir(self, digest: str) -> Path:
         base = self.cache if self.cache is not None else self.work / "partitions"
         return base / "partitions" / digest
+
+
+def shares_intermediates(cfg: DatasetConfig, one_machine: bool) -> bool:
+    """Whether stage 1 uploads its intermediates to S3 (``compile.intermediates``).
+
+    ``one_machine``: every step of the run runs on this machine. Then, with the local cache on,
+    ``auto`` keeps them local: the run's later steps and this machine's later builds read the
+    cache, and uploading them (~40 % of the input's size) would cost the S3 server as much CPU
+    as the stage's compression while nothing reads them."""
+    mode = cfg.compile.intermediates
+    if mode == "auto":
+        return not (one_machine and cfg.compile.local_cache)
+    return mode == "s3"
 
 
 def work_area(cfg: DatasetConfig, run_id: str, step: str) -> WorkArea:
@@ -307,6 +330,8 @@ class _PartitionTask:
     out: Path
     keep_local: bool
     journal: Journal
+    share: bool = True
+    """Publish the intermediates to S3 (else keep them in the local cache only)."""
     piece: ByteRange | None = None
     """A byte range of the file (its outputs go to ``out``, merged later), or the whole file."""
 
@@ -369,7 +394,12 @@ def _pieces(task: _PartitionTask, piece_bytes: int) -> list[_PartitionTask]:
 def _publish_partition(
     store: S3ObjectStore, task: _PartitionTask, summary: PartitionSummary
 ) -> PartitionSummary:
-    """Publish a partition's intermediates to S3 (verified), then its ``summary.json``."""
+    """Publish a partition's intermediates to S3 (verified), then its ``summary.json``; or,
+    when they are not shared, mark them complete in the local cache."""
+    body = orjson.dumps(summary.__dict__)
+    if not task.share:
+        (task.out / LOCAL_SUMMARY_NAME).write_bytes(body)
+        return summary
     prefix = task.cfg.prefix
     with Publisher(store, max_in_flight=len(PARTITION_FILES), journal=task.journal) as publisher:
         for name in PARTITION_FILES:
@@ -377,11 +407,11 @@ def _publish_partition(
             digest = digest_file(path, store.upload_part_size(path.stat().st_size))
             key = cache_partition_key(prefix, task.digest, name)
             publisher.submit(StagedFile(path, key, digest, keep_local=task.keep_local))
-    body = orjson.dumps(summary.__dict__)
     # summary.json last: its presence means the partition's intermediates are all in S3.
     store.put_bytes(cache_partition_key(prefix, task.digest, SUMMARY_NAME), body)
     if task.keep_local:
         (task.out / SUMMARY_NAME).write_bytes(body)
+        (task.out / LOCAL_SUMMARY_NAME).unlink(missing_ok=True)
     else:
         shutil.rmtree(task.out, ignore_errors=True)
     return summary
@@ -471,21 +501,30 @@ def _stage1(
 
 def _cached_summary(
     store: S3ObjectStore, prefix: str, digest: str, area: WorkArea
-) -> PartitionSummary | None:
-    local = area.partition_dir(digest) / SUMMARY_NAME
-    if local.exists():
-        return PartitionSummary(**orjson.loads(local.read_bytes()))
+) -> tuple[PartitionSummary, bool] | None:
+    """A complete earlier stage 1 of the partition: its counts and whether its intermediates
+    are in S3; None if there is none (here or in S3)."""
+    folder = area.partition_dir(digest)
+    for name, in_s3 in ((SUMMARY_NAME, True), (LOCAL_SUMMARY_NAME, False)):
+        if (folder / name).exists():
+            return PartitionSummary(**orjson.loads((folder / name).read_bytes())), in_s3
     key = cache_partition_key(prefix, digest, SUMMARY_NAME)
     if not store.exists(key):
         return None
-    return PartitionSummary(**orjson.loads(store.get_bytes(key)))
+    return PartitionSummary(**orjson.loads(store.get_bytes(key))), True
 
 
 @contextlib.contextmanager
 def run_partitions(
-    cfg: DatasetConfig, store: S3ObjectStore, area: WorkArea, journal: Journal
+    cfg: DatasetConfig,
+    store: S3ObjectStore,
+    area: WorkArea,
+    journal: Journal,
+    share: bool = True,
 ) -> Iterator[tuple[list[PartitionRef], Callable[[], None]]]:
-    """Stage 1 over every source, in family priority order.
+    """Stage 1 over every source, in family priority order; with ``share``, every partition's
+    intermediates end up in S3 (those an earlier build kept on this machine only are uploaded
+    from the cache), else they stay in the local cache.
 
     Yields ``(refs, wait_published)`` when every partition's local intermediates are written
     (see :func:`_stage1`): with the local cache on, the caller may read them while the last
@@ -507,15 +546,24 @@ def run_partitions(
         )
     summaries: dict[str, PartitionSummary] = {}
     todo: list[_PartitionTask] = []
+    unshared: list[_PartitionTask] = []
     for ref, holdout, digest in planned:
+        if digest in summaries or digest in {t.digest for t in todo}:
+            continue
         cached = _cached_summary(store, cfg.prefix, digest, area)
-        if cached is not None:
-            summaries[digest] = cached
-        elif digest not in {t.digest for t in todo}:
-            out = area.partition_dir(digest)
-            keep = area.cache is not None
-            spec = StoreSpec.of(store)
-            todo.append(_PartitionTask(ref, holdout, digest, cfg, spec, out, keep, journal))
+        out = area.partition_dir(digest)
+        keep = area.cache is not None
+        task = _PartitionTask(
+            ref, holdout, digest, cfg, StoreSpec.of(store), out, keep, journal, share
+        )
+        if cached is None:
+            todo.append(task)
+            continue
+        summaries[digest], in_s3 = cached
+        if share and not in_s3:
+            unshared.append(task)
+    if unshared:  # kept local by an earlier build: this one shares them
+        map_io(lambda task: _publish_partition(store, task, summaries[task.digest]), unshared)
     todo_bytes = sum(t.ref.size for t in todo)
     started = time.perf_counter()
     with _stage1(store, todo, worker_count(cfg, todo_bytes)) as (done, wait_published):
@@ -553,7 +601,19 @@ def local_intermediate(
     path = area.partition_dir(part.digest) / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        store.download_file(cache_partition_key(prefix, part.digest, name), path)
+        key = cache_partition_key(prefix, part.digest, name)
+        try:
+            store.download_file(key, path)
+        except ObjectNotFoundError as exc:
+            raise ObjectNotFoundError(
+                f"{part.uri}: its stage-1 intermediate {name} is neither in this machine's "
+                f"cache ({path.parent}) nor in S3 ({store.uri(key)}): the compile kept it on "
+                "the machine it ran on (compile.intermediates: local, or auto with the "
+                "in_process or multiprocess executor). Set compile.intermediates: s3 when a "
+                "run's steps, re-executions or later runs land on other machines, and build "
+                "again",
+                key=key,
+            ) from exc
     return path
 
 
@@ -596,22 +656,29 @@ def compile_conversations(
     run_id: str,
     area: WorkArea | None = None,
     journal: Journal | None = None,
+    share: bool = True,
 ) -> CompileResult:
-    """Stage 1 + stage 2 + the leakage check; publishes intermediates, decisions and sidecars."""
+    """Stage 1 + stage 2 + the leakage check; publishes decisions and sidecars, and with
+    ``share`` the intermediates (:func:`shares_intermediates`)."""
     area = area or work_area(cfg, run_id, "compile")
     shutil.rmtree(area.work, ignore_errors=True)
     area.work.mkdir(parents=True)
     try:
         journal = journal or Journal(area.work.parent / "journal-compile.jsonl", run_id=run_id)
-        return _compile(cfg, store, run_id, area, journal)
+        return _compile(cfg, store, run_id, area, journal, share)
     finally:
         shutil.rmtree(area.work, ignore_errors=True)
 
 
 def _compile(
-    cfg: DatasetConfig, store: S3ObjectStore, run_id: str, area: WorkArea, journal: Journal
+    cfg: DatasetConfig,
+    store: S3ObjectStore,
+    run_id: str,
+    area: WorkArea,
+    journal: Journal,
+    share: bool,
 ) -> CompileResult:
-    with run_partitions(cfg, store, area, journal) as (parts, wait_published):
+    with run_partitions(cfg, store, area, journal, share) as (parts, wait_published):
         return _dedup_and_publish(cfg, store, run_id, area, journal, parts, wait_published)
 
 

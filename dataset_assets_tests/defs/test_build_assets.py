@@ -57,6 +57,9 @@ def test_materialize_publishes_a_verified_dataset_and_leaves_no_local_copies(bui
     manifest = Manifest.from_json(local_manifest.read_bytes())
     assert store.get_bytes(latest_manifest_key(manifest.prefix)) == local_manifest.read_bytes()
     assert store.exists(f"{manifest.prefix}/manifests/{manifest.build_id}.json")
+    # every step ran in this process (in_process executor): stage 1's intermediates stayed in
+    # the machine's cache, none was uploaded
+    assert not list(store.list(f"{manifest.prefix}/_cache/partitions/"))
     card = store.get_bytes(f"{manifest.prefix}/README.md").decode()
     assert card.startswith("---\n") and "configs:" in card and manifest.build_id in card
 

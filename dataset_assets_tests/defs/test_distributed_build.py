@@ -46,6 +46,11 @@ def test_steps_in_separate_processes_without_a_shared_cache_build_the_same_manif
     assert len(set(pids.values())) == 4  # four processes
 
     local = Manifest.from_json((tmp_path / ".local" / "manifest.json").read_bytes())
+    # nothing to share but S3: every partition's intermediates are there
+    cfg, store = config_and_store(config_path, seaweed)
+    summaries = [k.key for k in store.list(f"{cfg.prefix}/_cache/partitions/")]
+    sources = len(list((tmp_path / "data" / "generated").glob("*.jsonl")))
+    assert len([k for k in summaries if k.endswith("/summary.json")]) == sources
     staging = tmp_path / ".local" / "staging"
     assert not [p for p in staging.rglob("*") if p.is_file() and "journal" not in p.name]
 

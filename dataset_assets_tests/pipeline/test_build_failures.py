@@ -89,7 +89,10 @@ def test_a_failed_intermediate_upload_stops_stage_one_before_every_file_is_proce
     first failed publish stops the stage (only a bounded window of files is ever started ahead),
     and no partition is marked complete in S3."""
     config_path = write_build_config(
-        tmp_path, f"s1fail-{uuid.uuid4().hex[:10]}", records_per_family=300, compile={"workers": 2}
+        tmp_path,
+        f"s1fail-{uuid.uuid4().hex[:10]}",
+        records_per_family=300,
+        compile={"workers": 2, "intermediates": "s3"},
     )
     generated = tmp_path / "data" / "generated"
     for k in range(1, 7):
@@ -119,7 +122,9 @@ def test_a_build_whose_paths_match_no_file_says_so(tmp_path, seaweed) -> None:
 def test_a_publish_failing_after_stage_one_ends_publishes_no_decisions(tmp_path, seaweed) -> None:
     """The dedup stage starts while the last intermediates upload: when that upload fails, the
     compile fails with it and nothing that names the partition (decisions, sidecars) is in S3."""
-    config_path = write_build_config(tmp_path, f"late-{uuid.uuid4().hex[:10]}")
+    config_path = write_build_config(
+        tmp_path, f"late-{uuid.uuid4().hex[:10]}", compile={"intermediates": "s3"}
+    )
     files = sorted((tmp_path / "data" / "generated").iterdir())
     for path in files[1:]:
         path.unlink()  # one source file: its publish is the one still running

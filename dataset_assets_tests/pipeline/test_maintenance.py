@@ -27,7 +27,10 @@ def _env(settings: S3Settings, config: Path) -> dict[str, str]:
 
 @pytest.fixture
 def three_builds(tmp_path, seaweed, monkeypatch):
-    config = write_build_config(tmp_path, f"gc-{uuid.uuid4().hex[:10]}")
+    # intermediates in S3: gc must keep the kept builds' (cache_keys)
+    config = write_build_config(
+        tmp_path, f"gc-{uuid.uuid4().hex[:10]}", compile={"intermediates": "s3"}
+    )
     cfg, store = config_and_store(config, seaweed)
     for key, value in _env(seaweed, config).items():
         monkeypatch.setenv(key, value)
