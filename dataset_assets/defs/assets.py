@@ -58,7 +58,8 @@ def _build(
         "conversations": dg.AssetOut(
             io_manager_key=IO,
             description="Every source normalized to ChatML, deduplicated (exact + near, as "
-            "clusters) and assigned a split; intermediates and decisions in S3.",
+            "clusters) and assigned a split; decisions in S3, intermediates in S3 or in this "
+            "machine's cache (compile.intermediates).",
             kinds={"duckdb"},
             owners=OWNERS,
         ),
