@@ -14,6 +14,8 @@ several files, ~4 % exact + ~4 % near duplicates) and measures, per size, side b
   exit; then the manifest is read back from S3 and every file it names is HEAD-checked (size),
   or the case fails. ``-noexport`` cases: ``compiled_export: false`` (shards, sidecars and
   manifest only: near-off-noexport publishes what the floor publishes, plus the manifest);
+* ``near-on-shared``: near-on with ``compile.intermediates: s3`` (stage 1's intermediates
+  uploaded, as when the steps run on other machines: k8s, celery);
 * ``startup``: near-on over a 1 MB corpus, the fixed cost of one build (for the cost model);
 * ``incremental``: after near-on, one new source file of ~1 % of the data whose name sorts
   first is added and the same build runs again: time vs the full build, and how many of the new
@@ -72,18 +74,21 @@ CASES = (
     "near-on-noexport",
     "incremental-noexport",
     "near-on-plain",
+    "near-on-shared",
     "startup",
 )
 # The build cases: (near dedup, compiled export, the full build an incremental case follows,
-# shard compression).
-BUILD_CASES: dict[str, tuple[bool, bool, str | None, str]] = {
-    "near-off": (False, True, None, "zstd"),
-    "near-off-noexport": (False, False, None, "zstd"),
-    "near-on": (True, True, None, "zstd"),
-    "incremental": (True, True, "near-on", "zstd"),
-    "near-on-noexport": (True, False, None, "zstd"),
-    "incremental-noexport": (True, False, "near-on-noexport", "zstd"),
-    "near-on-plain": (True, True, None, "none"),
+# other config options).
+BUILD_CASES: dict[str, tuple[bool, bool, str | None, dict[str, Any]]] = {
+    "near-off": (False, True, None, {}),
+    "near-off-noexport": (False, False, None, {}),
+    "near-on": (True, True, None, {}),
+    "incremental": (True, True, "near-on", {}),
+    "near-on-noexport": (True, False, None, {}),
+    "incremental-noexport": (True, False, "near-on-noexport", {}),
+    "near-on-plain": (True, True, None, {"shard_compression": "none"}),
+    # stage 1's intermediates uploaded to S3, as with steps on other machines (k8s, celery)
+    "near-on-shared": (True, True, None, {"compile": {"intermediates": "s3"}}),
 }
 BIN = Path(sys.executable).parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -371,7 +376,7 @@ def write_build_config(
     bucket: str,
     near: bool,
     export: bool = True,
-    compression: str = "zstd",
+    options: dict[str, Any] | None = None,
 ) -> Path:
     cfg = {
         "bucket": bucket,
@@ -385,7 +390,7 @@ def write_build_config(
         "manifest_path": str(case_dir / "manifest.json"),
         "dedup": {"near": near},
         **({} if export else {"compiled_export": False}),
-        **({} if compression == "zstd" else {"shard_compression": compression}),
+        **(options or {}),
     }
     path = case_dir / "dataset.yaml"
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -575,7 +580,7 @@ def run_size(
             shutil.rmtree(staging, ignore_errors=True)
 
     fulls: dict[str, dict[str, Any]] = {}
-    for case, (near, export, after, compression) in BUILD_CASES.items():
+    for case, (near, export, after, options) in BUILD_CASES.items():
         full = fulls.get(after) if after else None
         if case not in only or (after is not None and full is None):
             if after is not None and case in only:
@@ -603,7 +608,7 @@ def run_size(
         else:
             shutil.rmtree(case_dir, ignore_errors=True)
             _drop_bucket(s3, bucket)
-        config = write_build_config(case_dir, corpus, bucket, near, export, compression)
+        config = write_build_config(case_dir, corpus, bucket, near, export, options)
         log = case_dir / f"{case}.log"
         env = build_env(case_dir, config, settings, repo)
         cmd = list(BUILD_CMD)
@@ -726,7 +731,8 @@ def markdown(mb: float, rows: list[dict[str, Any]]) -> str:
                 f"{r.get('input_records')} in, {r.get('records')} out, "
                 f"{r.get('exact_duplicates')} exact + {r.get('near_duplicates')} near dups"
             )
-        if r["case"] == "near-on" and "naive" in by and not by["naive"].get("failed"):
+        near_on = ("near-on", "near-on-noexport", "near-on-shared")
+        if r["case"] in near_on and "naive" in by and not by["naive"].get("failed"):
             notes.append(f"**{r['mb_per_s'] / by['naive']['mb_per_s']:.2f}× naive**")
         if r["case"] == "near-off" and "floor" in by:
             notes.append(f"**{r['mb_per_s'] / by['floor']['mb_per_s']:.2f}× floor**")

@@ -59,7 +59,8 @@ def test_disk_full_in_the_shard_step_deletes_nothing_unverified_and_publishes_no
         tmp_path,
         f"full-{uuid.uuid4().hex[:10]}",
         records_per_family=100,
-        compile={"workers": 1},
+        # the shard step runs with another staging folder: it reads the intermediates from S3
+        compile={"workers": 1, "intermediates": "s3"},
         max_publishes_in_flight=1,
         shard_size=1024 * 1024,  # K + 1 = 2 staged shards of 1 MiB + the spool exceed 2 MiB
         shard_compression="none",  # (zstd shards of this sample would be ~1/5 of that)
