@@ -127,8 +127,9 @@ class CompileOptions(_Strict):
     )
     local_cache: bool = Field(
         True,
-        description="keep partition intermediates under staging_dir/cache after uploading them "
-        "(later builds on this machine skip the download); false = every step reads S3",
+        description="keep partition intermediates under staging_dir/cache (after uploading "
+        "them when they are shared: later builds on this machine skip the download); false = "
+        "every step reads S3",
     )
     intermediates: Literal["auto", "s3", "local"] = Field(
         "auto",
@@ -136,8 +137,9 @@ class CompileOptions(_Strict):
         "builds: s3 = uploaded under {prefix}/_cache/partitions/ (any machine reuses them: "
         "needed when a run's steps, its re-executions or later runs land on other machines); "
         "local = this machine's cache only (staging_dir/cache, no upload); auto = local when "
-        "every step runs on this machine (the in_process and multiprocess executors, or the "
-        "plain build_dataset path) and local_cache is on, else s3",
+        "every step, retry and later run runs on this machine (the in_process and multiprocess "
+        "executors with Dagster's default run launcher, or the plain build_dataset path) and "
+        "local_cache is on, else s3",
     )
     memory_mib: int = Field(512, ge=64, description="DuckDB memory limit of the dedup stage")
     range_mib: int = Field(

@@ -49,8 +49,22 @@ def _build(
         run.run_id,
         owner=run.root_run_id or run.run_id,
         hand_on=goes_on,  # the run's later steps take the lease back; else release it now
-        one_machine=context.job_def.executor_def.name in ONE_MACHINE_EXECUTORS,
+        one_machine=_steps_stay_on_this_machine(context),
     )
+
+
+def _steps_stay_on_this_machine(context: dg.AssetExecutionContext) -> bool:
+    """Every step of this run, and its retries and the later runs, run on this machine: an
+    executor that keeps the steps in the run's machine (in_process, multiprocess) and runs
+    launched as local processes (Dagster's DefaultRunLauncher; not the k8s, Docker or ECS
+    launchers, which start each run in a fresh container)."""
+    if context.job_def.executor_def.name not in ONE_MACHINE_EXECUTORS:
+        return False
+    instance = context.instance
+    if instance.is_ephemeral:  # materialize / execute_in_process: this process
+        return True
+    launcher = instance.get_ref().run_launcher_data
+    return launcher is None or launcher.class_name == "DefaultRunLauncher"
 
 
 @dg.multi_asset(

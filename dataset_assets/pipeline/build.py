@@ -3,7 +3,9 @@ steps — compile, shards, export, commit — for both the Dagster assets and th
 :func:`build_dataset` path (CLI, tests, benchmarks).
 
 Every step starts from typed references published by the step before (S3 keys, never local
-paths), so the steps can run in different processes or on different machines.
+paths), so the steps can run in different processes or on different machines; stage 1's
+intermediates are read from this machine's cache when they are there, else from S3
+(``compile.intermediates``).
 """
 
 import errno

@@ -398,7 +398,7 @@ def _publish_partition(
     when they are not shared, mark them complete in the local cache."""
     body = orjson.dumps(summary.__dict__)
     if not task.share:
-        (task.out / LOCAL_SUMMARY_NAME).write_bytes(body)
+        _write_marker(task.out / LOCAL_SUMMARY_NAME, body)
         return summary
     prefix = task.cfg.prefix
     with Publisher(store, max_in_flight=len(PARTITION_FILES), journal=task.journal) as publisher:
@@ -410,7 +410,7 @@ def _publish_partition(
     # summary.json last: its presence means the partition's intermediates are all in S3.
     store.put_bytes(cache_partition_key(prefix, task.digest, SUMMARY_NAME), body)
     if task.keep_local:
-        (task.out / SUMMARY_NAME).write_bytes(body)
+        _write_marker(task.out / SUMMARY_NAME, body)
         (task.out / LOCAL_SUMMARY_NAME).unlink(missing_ok=True)
     else:
         shutil.rmtree(task.out, ignore_errors=True)
@@ -499,19 +499,59 @@ def _stage1(
         uploads.shutdown(wait=True, cancel_futures=True)
 
 
+def _write_marker(path: Path, body: bytes) -> None:
+    """A summary file, whole or not at all (a crash leaves no truncated marker)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(body)
+    os.replace(tmp, path)
+
+
+def _read_summary(path: Path) -> PartitionSummary | None:
+    try:
+        return PartitionSummary(**orjson.loads(path.read_bytes()))
+    except (OSError, ValueError, TypeError):  # missing or unreadable: not a complete partition
+        return None
+
+
 def _cached_summary(
     store: S3ObjectStore, prefix: str, digest: str, area: WorkArea
-) -> tuple[PartitionSummary, bool] | None:
-    """A complete earlier stage 1 of the partition: its counts and whether its intermediates
-    are in S3; None if there is none (here or in S3)."""
+) -> tuple[PartitionSummary, str] | None:
+    """A complete earlier stage 1 of the partition: its counts and where it is — ``"cache"``
+    (this machine's cache, and S3 when it was published), ``"cache only"`` (kept local, see
+    :func:`shares_intermediates`) or ``"s3"``; None if there is none (here or in S3)."""
     folder = area.partition_dir(digest)
-    for name, in_s3 in ((SUMMARY_NAME, True), (LOCAL_SUMMARY_NAME, False)):
-        if (folder / name).exists():
-            return PartitionSummary(**orjson.loads((folder / name).read_bytes())), in_s3
+    for name, where in ((SUMMARY_NAME, "cache"), (LOCAL_SUMMARY_NAME, "cache only")):
+        found = _read_summary(folder / name)
+        if found is not None:
+            return found, where
     key = cache_partition_key(prefix, digest, SUMMARY_NAME)
     if not store.exists(key):
         return None
-    return PartitionSummary(**orjson.loads(store.get_bytes(key))), True
+    return PartitionSummary(**orjson.loads(store.get_bytes(key))), "s3"
+
+
+def _share_cached(
+    store: S3ObjectStore,
+    prefix: str,
+    tasks: list[_PartitionTask],
+    summaries: dict[str, PartitionSummary],
+) -> list[_PartitionTask]:
+    """Partitions complete in this machine's cache, for a build that shares its intermediates:
+    those S3 lacks (kept local by an earlier build, or removed from S3 since) are uploaded from
+    the cache. Returns those whose cached files are gone, for stage 1 to redo."""
+    in_s3 = map_io(
+        lambda task: store.exists(cache_partition_key(prefix, task.digest, SUMMARY_NAME)), tasks
+    )
+    missing = [task for task, there in zip(tasks, in_s3, strict=True) if not there]
+    whole = [t for t in missing if all((t.out / name).is_file() for name in PARTITION_FILES)]
+    map_io(lambda task: _publish_partition(store, task, summaries[task.digest]), whole)
+    uploaded = {task.digest for task in whole}
+    redo = [task for task in missing if task.digest not in uploaded]
+    for task in redo:
+        del summaries[task.digest]
+        for name in (SUMMARY_NAME, LOCAL_SUMMARY_NAME):
+            (task.out / name).unlink(missing_ok=True)
+    return redo
 
 
 @contextlib.contextmanager
@@ -559,11 +599,12 @@ def run_partitions(
         if cached is None:
             todo.append(task)
             continue
-        summaries[digest], in_s3 = cached
-        if share and not in_s3:
+        summary, where = cached
+        if share and where != "s3":
             unshared.append(task)
-    if unshared:  # kept local by an earlier build: this one shares them
-        map_io(lambda task: _publish_partition(store, task, summaries[task.digest]), unshared)
+        summaries[digest] = summary
+    if unshared:
+        todo += _share_cached(store, cfg.prefix, unshared, summaries)
     todo_bytes = sum(t.ref.size for t in todo)
     started = time.perf_counter()
     with _stage1(store, todo, worker_count(cfg, todo_bytes)) as (done, wait_published):
@@ -607,11 +648,12 @@ def local_intermediate(
         except ObjectNotFoundError as exc:
             raise ObjectNotFoundError(
                 f"{part.uri}: its stage-1 intermediate {name} is neither in this machine's "
-                f"cache ({path.parent}) nor in S3 ({store.uri(key)}): the compile kept it on "
-                "the machine it ran on (compile.intermediates: local, or auto with the "
-                "in_process or multiprocess executor). Set compile.intermediates: s3 when a "
-                "run's steps, re-executions or later runs land on other machines, and build "
-                "again",
+                f"cache ({path.parent}) nor in S3 ({store.uri(key)}). Likely: the compile "
+                "kept it on the machine it ran on (compile.intermediates: local, or auto with "
+                "the in_process or multiprocess executor and local runs) — set "
+                "compile.intermediates: s3 when a run's steps, re-executions or later runs "
+                "land on other machines; or it was deleted from S3 or from the cache since. "
+                "Build again: the compile recomputes what is missing",
                 key=key,
             ) from exc
     return path

@@ -107,6 +107,17 @@ class _Protection:
     keys: set[str]
     manifests: list[_ManifestObject]
 
+    def covers(self, key: str) -> bool:
+        """``key`` is named, or is inside a named folder (a ``cache_keys`` entry ending in
+        ``/``: a partition's intermediates, a clustering's decisions)."""
+        return key in self.keys or any(folder in self.keys for folder in _parents(key))
+
+
+def _parents(key: str) -> set[str]:
+    """Every folder above ``key`` (``a/``, ``a/b/`` for ``a/b/c``)."""
+    parts = key.split("/")[:-1]
+    return {"/".join(parts[: i + 1]) + "/" for i in range(len(parts))}
+
 
 @dataclass(frozen=True)
 class Retention:
@@ -326,7 +337,7 @@ def plan_gc(
     for folder in _candidate_folders(prefix, cache, ids):
         for obj in store.list(f"{prefix}/{folder}/"):
             owned = obj.key not in _fixed_keys(prefix)
-            if owned and obj.key not in protection.keys and _time(obj) <= young:
+            if owned and not protection.covers(obj.key) and _time(obj) <= young:
                 plan.delete_keys.append(obj.key)
                 plan.delete_bytes += obj.size
     _plan_journals(store, prefix, plan, set(ids) - set(dropped), young)
@@ -354,7 +365,7 @@ def _plan_journals(
 
 def _is_protected(key: str, prefix: str, protection: _Protection) -> bool:
     journals = (build_sidecar_prefix(prefix, b) for b in protection.kept_builds)
-    return key in protection.keys or any(key.startswith(j) for j in journals)
+    return protection.covers(key) or any(key.startswith(j) for j in journals)
 
 
 def _plan_run_folders(store: S3ObjectStore, prefix: str, plan: GcPlan, cutoff: datetime) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.launcher import DefaultRunLauncher
 
 from dataset_assets.core.manifest import Manifest
 from dataset_assets.storage import S3Settings
@@ -64,6 +65,37 @@ def test_steps_in_separate_processes_without_a_shared_cache_build_the_same_manif
     single = build_dataset(cfg, store)
     assert single.build_id == local.build_id
     assert single == local
+
+
+class FreshMachineRunLauncher(DefaultRunLauncher):
+    """Stands for a launcher that starts each run on a fresh machine (k8s, Docker, ECS): runs
+    launched through it keep nothing of this machine's staging folder."""
+
+
+def test_runs_launched_elsewhere_share_intermediates_through_s3(
+    tmp_path: Path, seaweed: S3Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The multiprocess executor keeps a run's steps on its machine, but a run launcher that
+    starts runs in fresh containers loses that machine's cache between runs (and retries):
+    compile.intermediates: auto then uploads them."""
+    config_path = write_build_config(tmp_path, f"fresh-{uuid.uuid4().hex[:10]}")
+    _env(monkeypatch, seaweed, config_path)
+    launcher = {"module": __name__, "class": FreshMachineRunLauncher.__name__}
+    with dg.instance_for_test(overrides={"run_launcher": launcher}) as instance:
+        result = dg.execute_job(dg.reconstructable(distributed_build_job), instance=instance)
+        assert result.success
+    cfg, store = config_and_store(config_path, seaweed)
+    summaries = [o.key for o in store.list(f"{cfg.prefix}/_cache/partitions/")]
+    sources = len(list((tmp_path / "data" / "generated").glob("*.jsonl")))
+    assert len([k for k in summaries if k.endswith("/summary.json")]) == sources
+
+    # the same machine's default launcher: nothing uploaded
+    local_path = write_build_config(tmp_path / "local", f"here-{uuid.uuid4().hex[:10]}")
+    _env(monkeypatch, seaweed, local_path)
+    with dg.instance_for_test() as instance:
+        assert dg.execute_job(dg.reconstructable(distributed_build_job), instance=instance).success
+    cfg, store = config_and_store(local_path, seaweed)
+    assert not list(store.list(f"{cfg.prefix}/_cache/partitions/"))
 
 
 @pytest.mark.parametrize("name", ["in_process", "multiprocess", "k8s", "celery"])

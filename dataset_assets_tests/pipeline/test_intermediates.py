@@ -52,6 +52,30 @@ def test_a_one_machine_build_uploads_no_intermediates_and_shares_them_when_asked
     assert set(shared.cache_keys) >= {k.rsplit("/", 1)[0] + "/" for k in keys}
 
 
+def test_a_shared_build_restores_intermediates_s3_lost_and_redoes_a_broken_cache(
+    tmp_path: Path, seaweed: S3Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    config_path = write_build_config(
+        tmp_path, f"inter-{uuid.uuid4().hex[:10]}", compile={"intermediates": "s3"}
+    )
+    cfg, store = config_and_store(config_path, seaweed)
+    first = build_dataset(cfg, store)
+    sources = len(list((tmp_path / "data" / "generated").glob("*.jsonl")))
+    # S3 loses the intermediates (deleted by hand, or by an older gc) while the cache keeps them
+    for key in _intermediates_in_s3(store, cfg.prefix):
+        store.delete(key)
+    # and one cached partition's marker is cut short (a crash of an older version)
+    cache = cfg.staging_dir / "cache" / "partitions"
+    broken = sorted(cache.glob("*/summary.json"))[0]
+    broken.write_bytes(b'{"input_reco')
+    with caplog.at_level(logging.INFO, logger="dataset_assets.pipeline.compile"):
+        again = build_dataset(cfg, store)
+    assert again.build_id == first.build_id
+    assert f"stage 1 of 1 new partitions ({sources - 1} reused)" in caplog.text
+    keys = _intermediates_in_s3(store, cfg.prefix)
+    assert len([k for k in keys if k.endswith("/summary.json")]) == sources
+
+
 def test_a_step_on_another_machine_names_the_setting_when_intermediates_stayed_local(
     tmp_path: Path, seaweed: S3Settings
 ) -> None:
