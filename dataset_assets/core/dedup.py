@@ -71,17 +71,15 @@ def hashes_and_words(
             pairs = zip(messages, canon[at:end], strict=True)
             hashes.append(sha256(dumps([[m["role"], text] for m, text in pairs])).hexdigest())
             if words:
-                if all_turns or all(m["role"] != "system" for m in messages):
-                    if lower is not None:  # the turns are contiguous: one slice
-                        joined.append(lower[cuts[at] + 1 : cuts[end]])
-                    else:
-                        joined.append(" ".join(folded[at:end]))
+                turns = [
+                    i for i, m in enumerate(messages, at) if all_turns or m["role"] != "system"
+                ]
+                if lower is None:
+                    joined.append(" ".join(folded[i] for i in turns))
+                elif len(turns) == end - at:  # every turn, contiguous: one slice
+                    joined.append(lower[cuts[at] + 1 : cuts[end]])
                 else:
-                    turns = [at + k for k, m in enumerate(messages) if m["role"] != "system"]
-                    if lower is not None:
-                        joined.append(b"\n".join(lower[cuts[i] + 1 : cuts[i + 1]] for i in turns))
-                    else:
-                        joined.append(" ".join(folded[i] for i in turns))
+                    joined.append(b"\n".join(lower[cuts[i] + 1 : cuts[i + 1]] for i in turns))
             at = end
     return hashes, joined if words else None
 

@@ -21,10 +21,15 @@ from dataset_assets.defs.metadata import (
 )
 from dataset_assets.defs.resources import DatasetConfigResource, ObjectStoreResource
 from dataset_assets.pipeline.build import Build, build_problems
-from dataset_assets.pipeline.compile import ONE_MACHINE_EXECUTORS, CompileResult, quarantine_ratio
+from dataset_assets.pipeline.compile import CompileResult, quarantine_ratio
 from dataset_assets.pipeline.maintenance import manifest_files
 
 GROUP = "dataset"
+ONE_MACHINE_EXECUTORS = frozenset(
+    {"in_process", "multiprocess", "multi_or_in_process_executor", "execute_in_process_executor"}
+)
+"""Names of the Dagster executors that run every step of a run on the machine of the run
+(Dagster's default executor and the one of ``materialize`` / ``execute_in_process`` too)."""
 IO = "s3_publish"
 OWNERS = ["team:ml-data"]
 BUILD_POOL = "dataset_build"

@@ -73,11 +73,6 @@ every intermediate of the partition is in S3."""
 LOCAL_SUMMARY_NAME = "summary.local.json"
 """In the local cache instead of ``summary.json``: the partition is complete on this machine
 only (its intermediates were not uploaded, see :func:`shares_intermediates`)."""
-ONE_MACHINE_EXECUTORS = frozenset(
-    {"in_process", "multiprocess", "multi_or_in_process_executor", "execute_in_process_executor"}
-)
-"""Names of the Dagster executors that run every step of a run on the machine of the run
-(Dagster's default executor and the one of ``materialize`` / ``execute_in_process`` too)."""
 log = logging.getLogger(__name__)
 
 
@@ -587,9 +582,11 @@ def run_partitions(
     summaries: dict[str, PartitionSummary] = {}
     todo: list[_PartitionTask] = []
     unshared: list[_PartitionTask] = []
+    seen: set[str] = set()
     for ref, holdout, digest in planned:
-        if digest in summaries or digest in {t.digest for t in todo}:
+        if digest in seen:
             continue
+        seen.add(digest)
         cached = _cached_summary(store, cfg.prefix, digest, area)
         out = area.partition_dir(digest)
         keep = area.cache is not None
