@@ -56,6 +56,24 @@ class ClusterInput:
     source: str
 
 
+@dataclass(frozen=True)
+class KnownKeys:
+    """The shared band keys of an earlier clustering (``path``, Parquet ``key``, as
+    :func:`cluster` writes to ``keys_out``) of a subsequence of this clustering's inputs: the
+    same partitions (same digests: same records, same bands) in the same relative order, and
+    ``new``, the positions in ``inputs`` of the partitions it did not cover.
+
+    Then every key two exact survivors share now is among those keys or the keys of the new
+    partitions: two old survivors were survivors then (a group's smallest document among old
+    partitions is its smallest among those partitions alone, in the same order), so a key they
+    share was shared then. The dedup stage then groups only the band rows with such keys
+    instead of every band row (a rebuild after one new file: ~5 % of the rows).
+    """
+
+    path: Path
+    new: Sequence[int]
+
+
 @dataclass
 class ClusterResult:
     """Counts and per-partition decisions (arrays of split codes, 0 = dropped)."""
@@ -66,6 +84,7 @@ class ClusterResult:
     candidate_pairs: int = 0
     verified_pairs: int = 0
     near_checked: bool = False
+    from_known_keys: bool = False
     leaks: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -120,10 +139,13 @@ def cluster(
     dedup_sidecar: Path | None = None,
     provenance: Path | None = None,
     buckets: Path | None = None,
+    known_keys: KnownKeys | None = None,
+    keys_out: Path | None = None,
 ) -> ClusterResult:
     """Deduplicate all partitions; write the dedup sidecar and the provenance of every published
     record (zstd JSONL) where paths are given, and (near dedup on) the shared LSH buckets
-    :func:`find_leaks` checks (``buckets``, Parquet ``key, h``)."""
+    :func:`find_leaks` checks (``buckets``, Parquet ``key, h``) and the shared keys a later
+    clustering of more partitions may start from (``keys_out``, see :class:`KnownKeys`)."""
     if buckets is not None:
         buckets.unlink(missing_ok=True)  # never an older run's
     con = _connect(work, threads, memory_mib)
@@ -136,7 +158,7 @@ def cluster(
         )
         result = ClusterResult(decisions=[], near_checked=options.near)
         if options.near:
-            _near(con, options, result, buckets)
+            _near(con, inputs, options, result, buckets, known_keys, keys_out)
         result.exact_duplicates = _count(con, "SELECT count(*) FROM dropped WHERE kind = 'exact'")
         result.near_duplicates = _count(con, "SELECT count(*) FROM dropped WHERE kind = 'near'")
         result.decisions = _decisions(con, inputs)
@@ -158,16 +180,27 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
 
 def _near(
     con: duckdb.DuckDBPyConnection,
+    inputs: Sequence[ClusterInput],
     options: DedupOptions,
     result: ClusterResult,
     buckets: Path | None,
+    known_keys: KnownKeys | None,
+    keys_out: Path | None,
 ) -> None:
     # A band key hashes its band's index in (``Signer.band_keys``): the key alone names the
     # bucket, so the band number is neither stored nor grouped on.
-    con.execute(
-        "CREATE TABLE bandrows AS SELECT d.doc, unnest(d.bands) AS key "
-        "FROM docs d JOIN reps r ON d.doc = r.rep"
-    )
+    rows = "SELECT d.doc, unnest(d.bands) AS key FROM docs d JOIN reps r ON d.doc = r.rep"
+    if known_keys is not None and _maybe_shared(con, inputs, known_keys):
+        # Only rows whose key may be shared are grouped: a semi join over all band rows (one
+        # pass, no grouping) keeps ~5 % of them. (Materialized first: the unnest inside the
+        # semi join ran ~4x slower.)
+        con.execute(f"CREATE TABLE allrows AS {rows}")
+        con.execute("CREATE TABLE bandrows AS SELECT * FROM allrows SEMI JOIN maybe USING (key)")
+        con.execute("DROP TABLE allrows")
+        con.execute("DROP TABLE maybe")
+        result.from_known_keys = True
+    else:
+        con.execute(f"CREATE TABLE bandrows AS {rows}")
     # Most buckets hold one document: find the shared keys with a plain count (no per-bucket
     # lists, no min: 1.3 → 1.0 s over 15 M band rows), keep their members only (~5 %), then pair
     # each member with its bucket's smallest doc by a join.
@@ -178,6 +211,9 @@ def _near(
         "CREATE TABLE members AS SELECT x.key, x.doc FROM bandrows x "
         "SEMI JOIN sharedkeys USING (key)"
     )
+    if keys_out is not None:
+        keys_out.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY sharedkeys TO '{_sql_path(keys_out)}' (FORMAT parquet)")
     con.execute("DROP TABLE bandrows")
     con.execute("DROP TABLE sharedkeys")
     con.execute("CREATE TABLE shared AS SELECT key, min(doc) AS root FROM members GROUP BY key")
@@ -213,6 +249,23 @@ def _near(
         "INSERT INTO dropped SELECT l.doc, l.lab, 'near', 0.0 FROM labels l WHERE l.doc <> l.lab"
     )
     _near_similarity(con, options.num_perm)
+
+
+def _maybe_shared(
+    con: duckdb.DuckDBPyConnection, inputs: Sequence[ClusterInput], known: KnownKeys
+) -> bool:
+    """Table ``maybe(key)``: the known keys and every key of the new partitions; False (no
+    table) when the known keys cannot be read as such (the caller then groups every row)."""
+    new = ", ".join(f"'{_sql_path(inputs[i].index_path)}'" for i in known.new)
+    new_keys = f" UNION SELECT unnest(bands) FROM read_parquet([{new}])" if new else ""
+    try:
+        con.execute(
+            "CREATE TABLE maybe AS SELECT key::BIGINT AS key FROM "
+            f"read_parquet('{_sql_path(known.path)}'){new_keys}"
+        )
+    except duckdb.Error:
+        return False
+    return True
 
 
 def _write_buckets(con: duckdb.DuckDBPyConnection, path: Path) -> None:

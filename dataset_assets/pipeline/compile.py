@@ -64,6 +64,7 @@ from dataset_assets.core.ranges import ByteRange, open_range, plan_ranges
 from dataset_assets.core.sources import SourceRef, source_format
 from dataset_assets.core.staged import StagedFile
 from dataset_assets.pipeline.entries import file_entry
+from dataset_assets.pipeline.known_keys import find_known_keys, keep_keys
 from dataset_assets.pipeline.sources import list_sources, open_source
 from dataset_assets.storage import Journal, Publisher, S3ObjectStore, S3Settings
 
@@ -748,6 +749,9 @@ def _dedup_and_publish(
     dedup_path = area.work / "dedup.jsonl.zst"
     provenance_path = area.work / "provenance.jsonl.zst"
     buckets_path = area.work / "buckets.parquet"
+    keys_path = area.work / "shared-keys.parquet"
+    digests = [p.digest for p in parts]
+    known = find_known_keys(area.cache, digests, [path.stat().st_size for path in indexes])
     threads = worker_count(cfg)
     if dedup_stage_is_large(sum(path.stat().st_size for path in indexes), cfg.compile.memory_mib):
         stop_idle_worker_server()  # stage 1's pool is closed; DuckDB is the peak
@@ -761,7 +765,18 @@ def _dedup_and_publish(
             dedup_sidecar=dedup_path,
             provenance=provenance_path,
             buckets=buckets_path,
+            known_keys=known,
+            keys_out=keys_path if area.cache is not None else None,
         )
+    if clustered.from_known_keys:
+        assert known is not None
+        log.info(
+            "compile: dedup stage grouped only the keys the last clustering shared and the "
+            "keys of %d new of %d partitions",
+            len(known.new),
+            len(parts),
+        )
+    keep_keys(area.cache, cluster_digest, digests, keys_path)
     with _timed("leakage check"):
         exact, near, pairs = find_leaks(
             inputs,

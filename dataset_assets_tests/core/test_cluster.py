@@ -7,11 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pyarrow.parquet as pq
 import pytest
 import zstandard
 
 from bench.gen_corpus import generate
-from dataset_assets.core.cluster import ClusterInput, cluster, find_leaks
+from dataset_assets.core.cluster import (
+    ClusterInput,
+    ClusterResult,
+    KnownKeys,
+    cluster,
+    find_leaks,
+)
 from dataset_assets.core.config import DatasetConfig, parse_config
 from dataset_assets.core.partition import INDEX_NAME, PartitionSpec, process_partition
 
@@ -254,3 +261,77 @@ def test_leakage_check_sees_a_published_exact_copy_by_its_own_bands(
     exact, near, pairs = find_leaks([inp], [tampered], cfg.dedup, tmp_path / "l", buckets=buckets)
     assert (exact, near) == (0, 1)
     assert pairs[0]["kind"] == "near" and pairs[0]["similarity"] >= cfg.dedup.threshold
+
+
+def _same_clustering(a: ClusterResult, b: ClusterResult) -> bool:
+    counts = (a.exact_duplicates, a.near_duplicates, a.candidate_pairs, a.verified_pairs)
+    same_counts = counts == (
+        b.exact_duplicates,
+        b.near_duplicates,
+        b.candidate_pairs,
+        b.verified_pairs,
+    )
+    same = [np.array_equal(x, y) for x, y in zip(a.decisions, b.decisions, strict=True)]
+    return same_counts and all(same)
+
+
+def test_a_rebuild_from_the_last_clusterings_shared_keys_decides_exactly_as_a_full_one(
+    tmp_path: Path,
+) -> None:
+    """A new file inserted first (it outranks every old record) holding exact and near copies
+    of old records: old winners lose to it, old clusters grow. Starting from the earlier
+    clustering's shared keys, only ~its share of band rows is grouped, with the same
+    decisions, counts and buckets as grouping every row."""
+    cfg = _config(tmp_path, splits={"train": 0.34, "val": 0.33, "test": 0.33})
+    records = [r for r, _ in generate(3_000, seed=5, exact_rate=0.05, near_rate=0.10)]
+    old = [_partition(tmp_path, cfg, f"old{i}", records[i::3]) for i in range(3)]
+    rng = random.Random(3)
+    copies = []
+    for r in rng.sample(records, 150):
+        words = r["messages"][-1]["content"].split()
+        words[len(words) // 3] = "EDITED"
+        copies += [r, _msgs_like(r, " ".join(words))]
+    copies += [r for r, _ in generate(300, seed=99)]
+    new = _partition(tmp_path, cfg, "new", copies)
+    keys = tmp_path / "keys.parquet"
+    before = cluster(old, cfg.dedup, tmp_path / "duck", keys_out=keys)
+    assert before.near_duplicates > 100 and keys.is_file()
+
+    inputs = [old[0], new, old[1], old[2]]
+    full = cluster(inputs, cfg.dedup, tmp_path / "duck", buckets=tmp_path / "b-full.parquet")
+    kept_keys = tmp_path / "keys2.parquet"
+    rebuilt = cluster(
+        inputs,
+        cfg.dedup,
+        tmp_path / "duck",
+        buckets=tmp_path / "b-known.parquet",
+        known_keys=KnownKeys(keys, [1]),
+        keys_out=kept_keys,
+    )
+    assert rebuilt.from_known_keys and not full.from_known_keys
+    assert full.exact_duplicates >= 150 and full.near_duplicates > before.near_duplicates + 100
+    assert _same_clustering(full, rebuilt)
+    buckets = [
+        sorted(pq.read_table(tmp_path / f"b-{n}.parquet").to_pylist(), key=str)
+        for n in ("full", "known")
+    ]
+    assert buckets[0] == buckets[1] and buckets[0]
+
+    # The keys it kept chain: one more new file, the same decisions as a full clustering.
+    more = _partition(tmp_path, cfg, "more", [r for r, _ in generate(200, seed=42)] + copies[:40])
+    inputs.append(more)
+    again = cluster(inputs, cfg.dedup, tmp_path / "duck", known_keys=KnownKeys(kept_keys, [4]))
+    assert again.from_known_keys
+    assert _same_clustering(cluster(inputs, cfg.dedup, tmp_path / "duck"), again)
+
+
+def test_unreadable_known_keys_fall_back_to_grouping_every_row(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    records = [r for r, _ in generate(400, seed=8, exact_rate=0.05, near_rate=0.10)]
+    inputs = [_partition(tmp_path, cfg, "p", records), _partition(tmp_path, cfg, "q", records)]
+    broken = tmp_path / "keys.parquet"
+    broken.write_bytes(b"PAR1 not parquet")
+    result = cluster(inputs, cfg.dedup, tmp_path / "duck", known_keys=KnownKeys(broken, [1]))
+    assert not result.from_known_keys
+    assert _same_clustering(result, cluster(inputs, cfg.dedup, tmp_path / "duck"))
+    assert result.exact_duplicates >= 400

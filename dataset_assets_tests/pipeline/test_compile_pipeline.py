@@ -366,3 +366,53 @@ def test_a_big_file_read_in_byte_ranges_publishes_what_one_reading_does(
         assert getattr(ranges, sidecar).sha256 == getattr(whole, sidecar).sha256, sidecar
     assert ranges.counts == whole.counts
     assert ranges.counts.quarantined == 1 and ranges.counts.near_duplicates > 0
+
+
+def test_a_rebuild_after_a_new_file_groups_from_the_kept_keys_and_publishes_what_a_fresh_build_does(
+    tmp_path: Path, seaweed: S3Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The dedup stage of a rebuild after a new file starts from the shared keys this machine
+    kept; its build is the same as one from an empty cache. A removed file: every row is
+    grouped again (the kept keys may miss keys now shared)."""
+    caplog.set_level(logging.INFO, logger="dataset_assets")
+    records = [r for r, _ in generate(2400, seed=21, exact_rate=0.05, near_rate=0.10)]
+    _write(tmp_path / "data/main/m.jsonl", records[:1200])
+    _write(tmp_path / "data/main/n.jsonl", records[1200:2000])
+    _write(tmp_path / "data/held/h.jsonl", records[2000:])
+    cfg = _config(tmp_path)
+    store = _store(cfg, seaweed)
+    build_dataset(cfg, store)
+    grouped = "grouped only the keys the last clustering shared"
+    assert grouped not in caplog.text
+
+    # copies (exact and one word edited) of old records, in a file that outranks them
+    copies = []
+    for r in records[:2000:20]:
+        words = r["messages"][-1]["content"].split()
+        words[len(words) // 2] = "EDITED"
+        copies += [
+            r,
+            {"messages": [*r["messages"][:-1], {**r["messages"][-1], "content": " ".join(words)}]},
+        ]
+    _write(tmp_path / "data/main/a-new.jsonl", copies)
+    caplog.clear()
+    rebuilt = build_dataset(cfg, store)
+    assert "keys of 1 new of 4 partitions" in caplog.text
+
+    fresh_cfg = _config(
+        tmp_path, staging_dir=".local/fresh", compile={"workers": 2, "local_cache": False}
+    )
+    fresh_store = _store(fresh_cfg, seaweed)
+    fresh = build_dataset(fresh_cfg, fresh_store)
+    assert rebuilt.counts == fresh.counts and rebuilt.counts.near_duplicates > 100
+    assert _published(store, rebuilt) == _published(fresh_store, fresh)
+
+    (tmp_path / "data/main/n.jsonl").unlink()
+    caplog.clear()
+    fewer = build_dataset(cfg, store)
+    assert grouped not in caplog.text
+    fresh_store2 = _store(_config(tmp_path), seaweed)
+    fresh2 = build_dataset(
+        fresh_cfg.model_copy(update={"bucket": fresh_store2.bucket}), fresh_store2
+    )
+    assert _published(store, fewer) == _published(fresh_store2, fresh2)
