@@ -17,8 +17,8 @@ Copies only copy *original* records (never a copy), so every injected copy is dr
 exactly one rule: exact found should equal exact injected, near found should equal near
 injected (a sanity check of the synthesis, not a recall measurement: see bench_dedup.py).
 
-Per size, ``cluster`` (with the dedup sidecar and provenance written, as the compile does) and
-``find_leaks`` run in a fresh child process (threads and memory limit of ``CompileOptions()``
+Per size, ``cluster`` (with the dedup sidecar and each partition's provenance written, as the
+compile does) and ``find_leaks`` run in a fresh child process (threads and memory limit of ``CompileOptions()``
 unless given) and report wall s, CPU s (``getrusage`` of the child: DuckDB's threads included),
 peak RSS (``ru_maxrss`` and a /proc VmRSS sampler per step) and the peak size of DuckDB's work
 folder (spill), sampled every 0.2 s. Partitions are generated once, deterministically per
@@ -53,7 +53,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dataset_assets.core import cluster as cluster_module  # noqa: E402
-from dataset_assets.core.cluster import ClusterInput, cluster, find_leaks  # noqa: E402
+from dataset_assets.core.cluster import (  # noqa: E402
+    ClusterInput,
+    cluster,
+    find_leaks,
+    write_provenance,
+)
 from dataset_assets.core.config import CompileOptions, DedupOptions  # noqa: E402
 from dataset_assets.core.minhash import Signer  # noqa: E402
 from dataset_assets.core.partition import _index_schema  # noqa: E402
@@ -303,9 +308,20 @@ def stage2(
                 threads=threads,
                 memory_mib=memory_mib,
                 dedup_sidecar=sidecar,
-                provenance=provenance,
                 buckets=buckets,
             )
+            chunks = [work / "provenance" / f"{i:05d}.jsonl.zst" for i in range(len(inputs))]
+            write_provenance(
+                inputs,
+                res.decisions,
+                chunks,
+                work / "duck-provenance",
+                threads=threads,
+                memory_mib=memory_mib,
+            )
+            with provenance.open("wb") as fh:  # concatenated, as the compile does
+                for chunk in chunks:
+                    fh.write(chunk.read_bytes())
         except duckdb.Error as exc:
             res, failed = None, _failure(exc, t0, log)
     out["cluster"] = _measured(t0, cpu, s, list(log))

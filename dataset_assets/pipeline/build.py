@@ -34,8 +34,10 @@ from dataset_assets.pipeline.commit import (
     read_pointer,
 )
 from dataset_assets.pipeline.compile import (
+    PROVENANCE_FOLDER,
     CompileResult,
     compile_conversations,
+    provenance_chunk_name,
     quarantine_ratio,
     shares_intermediates,
     work_area,
@@ -247,7 +249,8 @@ def build_problems(
 
 
 def prune_local_cache(cfg: DatasetConfig, result: CompileResult) -> None:
-    """Keep only the partitions the committed build used in this machine's local cache."""
+    """Keep only the partitions the committed build used in this machine's local cache, and
+    their provenance files under the build's decisions."""
     area = work_area(cfg, result.run_id, "compile")
     if area.cache is None:
         return
@@ -256,6 +259,11 @@ def prune_local_cache(cfg: DatasetConfig, result: CompileResult) -> None:
     for path in folder.iterdir() if folder.exists() else []:
         if path.name not in used:
             shutil.rmtree(path, ignore_errors=True)
+    chunks = {provenance_chunk_name(p.digest, p.decisions_sha256) for p in result.partitions}
+    folder = area.cache / PROVENANCE_FOLDER
+    for path in folder.iterdir() if folder.exists() else []:
+        if path.name not in chunks:
+            path.unlink(missing_ok=True)
 
 
 def build_dataset(cfg: DatasetConfig, store: S3ObjectStore, *, run_id: str = "") -> Manifest:

@@ -34,7 +34,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from dataset_assets.core.cluster import ClusterInput, cluster, find_leaks
+from dataset_assets.core.cluster import ClusterInput, cluster, find_leaks, write_provenance
 from dataset_assets.core.config import DatasetConfig
 from dataset_assets.core.errors import ConfigError, IntegrityError, ObjectNotFoundError
 from dataset_assets.core.hashing import digest_file
@@ -763,7 +763,6 @@ def _dedup_and_publish(
             threads=threads,
             memory_mib=cfg.compile.memory_mib,
             dedup_sidecar=dedup_path,
-            provenance=provenance_path,
             buckets=buckets_path,
             known_keys=known,
             keys_out=keys_path if area.cache is not None else None,
@@ -777,6 +776,8 @@ def _dedup_and_publish(
             len(parts),
         )
     keep_keys(area.cache, cluster_digest, digests, keys_path)
+    with _timed("provenance"):
+        _provenance(area, inputs, parts, clustered.decisions, provenance_path, threads, cfg)
     with _timed("leakage check"):
         exact, near, pairs = find_leaks(
             inputs,
@@ -820,6 +821,56 @@ def _dedup_and_publish(
         key = cache_clustering_key(cfg.prefix, cluster_digest)
         store.put_bytes(key, clustering.model_dump_json().encode())
     return _result(cfg, run_id, clustering, reused=False)
+
+
+PROVENANCE_FOLDER = "provenance"
+"""Per-partition provenance files, in the local cache (else the step's work folder)."""
+
+
+def provenance_chunk_name(part_digest: str, decisions_sha256: str) -> str:
+    """A partition's provenance file under given decisions (its rows are those decisions')."""
+    return f"{part_digest}-{decisions_sha256[:32]}.jsonl.zst"
+
+
+def _provenance(
+    area: WorkArea,
+    inputs: Sequence[ClusterInput],
+    parts: Sequence[PartitionRef],
+    decisions: Sequence[np.ndarray],
+    out: Path,
+    threads: int,
+    cfg: DatasetConfig,
+) -> None:
+    """The build's provenance sidecar: every partition's provenance file, concatenated in
+    partition order (zstd frames concatenate into one valid stream). The files of partitions
+    whose decisions a cached file already covers are reused, not rewritten."""
+    folder = (area.cache if area.cache is not None else area.work) / PROVENANCE_FOLDER
+    chunks = [
+        folder / provenance_chunk_name(p.digest, hashlib.sha256(_decision_bytes(c)).hexdigest())
+        for p, c in zip(parts, decisions, strict=True)
+    ]
+    tmp = [folder / f".{c.name}.{os.getpid()}.tmp" for c in chunks]
+    todo = [t if not c.is_file() else None for c, t in zip(chunks, tmp, strict=True)]
+    write_provenance(
+        inputs,
+        decisions,
+        todo,
+        area.work / "provenance-duck",
+        threads=threads,
+        memory_mib=cfg.compile.memory_mib,
+    )
+    for written, chunk in zip(todo, chunks, strict=True):
+        if written is not None:
+            os.replace(written, chunk)  # whole files only: a killed build leaves no half chunk
+    with out.open("wb") as fh:
+        for chunk in chunks:
+            with chunk.open("rb") as src:
+                shutil.copyfileobj(src, fh, 1 << 20)
+
+
+def _decision_bytes(codes: np.ndarray) -> bytes:
+    """A partition's decisions as published (one byte per record)."""
+    return codes.astype(np.uint8).tobytes()
 
 
 def _result(
@@ -894,7 +945,7 @@ def _publish_decisions(
 
     def publish(item: tuple[PartitionRef, np.ndarray]) -> PartitionRef:
         part, codes = item
-        data = codes.astype(np.uint8).tobytes()
+        data = _decision_bytes(codes)
         store.put_bytes(cache_decisions_key(prefix, cluster_digest, part.digest), data)
         per_split = {s: int((codes == c).sum()) for s, c in SPLIT_CODES.items()}
         return part.model_copy(

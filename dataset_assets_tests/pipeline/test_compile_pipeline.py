@@ -395,8 +395,16 @@ def test_a_rebuild_after_a_new_file_groups_from_the_kept_keys_and_publishes_what
             {"messages": [*r["messages"][:-1], {**r["messages"][-1], "content": " ".join(words)}]},
         ]
     _write(tmp_path / "data/main/a-new.jsonl", copies)
+    chunks = cfg.staging_dir / "cache" / "provenance"
+    before = {p.name: p.stat().st_mtime_ns for p in chunks.iterdir()}
+    assert len(before) == 3
     caplog.clear()
     rebuilt = build_dataset(cfg, store)
+    after = {p.name: p.stat().st_mtime_ns for p in chunks.iterdir()}
+    # only the new partition's provenance and that of partitions whose decisions changed
+    # (their records lost to the new file's copies) are written; old files are not rewritten
+    assert len(after) == 4 and all(after.get(n) in (t, None) for n, t in before.items())
+    assert any(after.get(n) == t for n, t in before.items())  # h.jsonl's: nothing changed
     assert "keys of 1 new of 4 partitions" in caplog.text
 
     fresh_cfg = _config(
@@ -406,6 +414,15 @@ def test_a_rebuild_after_a_new_file_groups_from_the_kept_keys_and_publishes_what
     fresh = build_dataset(fresh_cfg, fresh_store)
     assert rebuilt.counts == fresh.counts and rebuilt.counts.near_duplicates > 100
     assert _published(store, rebuilt) == _published(fresh_store, fresh)
+    provenance = read_provenance(store.get_bytes(rebuilt.provenance.key))
+    assert provenance == read_provenance(fresh_store.get_bytes(fresh.provenance.key))
+    assert len(provenance) == rebuilt.counts.published_records
+    assert {r["source"].rsplit("/", 1)[-1] for r in provenance} == {
+        "a-new.jsonl",
+        "m.jsonl",
+        "n.jsonl",
+        "h.jsonl",
+    }
 
     (tmp_path / "data/main/n.jsonl").unlink()
     caplog.clear()
