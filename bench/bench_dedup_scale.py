@@ -19,10 +19,10 @@ injected (a sanity check of the synthesis, not a recall measurement: see bench_d
 
 Per size, ``cluster`` (with the dedup sidecar and each partition's provenance written, as the
 compile does) and ``find_leaks`` run in a fresh child process (threads and memory limit of
-``CompileOptions()`` unless given) and report wall s, CPU s (``getrusage`` of the child:
-DuckDB's threads included), peak RSS (``ru_maxrss`` and a /proc VmRSS sampler per step) and the
-peak size of DuckDB's work folder (spill), sampled every 0.2 s. Partitions are generated once, deterministically per
-partition, so a larger size reuses the smaller one's files.
+``CompileOptions()`` unless given) and report wall s, CPU s (``getrusage`` of the child: DuckDB's
+threads included), peak RSS (``ru_maxrss`` and a /proc VmRSS sampler per step) and the peak size of
+DuckDB's work folder (spill), sampled every 0.2 s. Partitions are generated once, deterministically
+per partition, so a larger size reuses the smaller one's files.
 
     .venv/bin/python bench/bench_dedup_scale.py --records 1000000 4000000 [10000000]
         [--per-partition 50000] [--threads 2] [--memory-mib 512] [--keep]
