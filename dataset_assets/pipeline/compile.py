@@ -827,9 +827,14 @@ PROVENANCE_FOLDER = "provenance"
 """Per-partition provenance files, in the local cache (else the step's work folder)."""
 
 
+PROVENANCE_FORMAT = 1
+"""Bump when a provenance row changes: cached per-partition files of another format are not
+reused (their names differ)."""
+
+
 def provenance_chunk_name(part_digest: str, decisions_sha256: str) -> str:
     """A partition's provenance file under given decisions (its rows are those decisions')."""
-    return f"{part_digest}-{decisions_sha256[:32]}.jsonl.zst"
+    return f"{part_digest}-{decisions_sha256[:32]}-v{PROVENANCE_FORMAT}.jsonl.zst"
 
 
 def _provenance(
