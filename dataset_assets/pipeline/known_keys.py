@@ -15,8 +15,10 @@ is ignored (the dedup stage then groups every row). Nothing here is uploaded: it
 this machine's work, like the partitions beside it.
 """
 
+import logging
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +33,8 @@ NEW_SHARE_MAX = 0.25
 """Use kept keys only when the new partitions' indexes are at most this share of all indexes:
 past it, the kept and new keys are a large part of all keys and grouping every row costs
 about as much as the semi join."""
+
+log = logging.getLogger(__name__)
 
 
 def find_known_keys(
@@ -63,15 +67,28 @@ def keep_keys(cache: Path | None, cluster_digest: str, digests: Sequence[str], k
     folder = cache / FOLDER
     final = folder / cluster_digest
     tmp = folder / f".{cluster_digest}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.move(keys, tmp / KEYS_NAME)
-    (tmp / PARTITIONS_NAME).write_bytes(orjson.dumps(list(digests)))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        shutil.move(keys, tmp / KEYS_NAME)
+        (tmp / PARTITIONS_NAME).write_bytes(orjson.dumps(list(digests)))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    except OSError as exc:  # a full disk, another build replacing it: only a cache
+        log.warning("compile: the shared keys were not kept for the next build (%s)", exc)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     for other in folder.iterdir():
-        if other.name != cluster_digest:
+        if other.name != cluster_digest and not _in_progress(other):
             shutil.rmtree(other, ignore_errors=True)
+
+
+def _in_progress(path: Path) -> bool:
+    """Another build's keys being written (a crashed build's are removed after an hour)."""
+    try:
+        return path.name.endswith(".tmp") and time.time() - path.stat().st_mtime < 3600
+    except OSError:
+        return False
 
 
 def _read_digests(path: Path) -> list[str] | None:
