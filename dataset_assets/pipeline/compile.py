@@ -855,22 +855,43 @@ def _provenance(
         for p, c in zip(parts, decisions, strict=True)
     ]
     tmp = [folder / f".{c.name}.{os.getpid()}.tmp" for c in chunks]
-    todo = [t if not c.is_file() else None for c, t in zip(chunks, tmp, strict=True)]
-    write_provenance(
-        inputs,
-        decisions,
-        todo,
-        area.work / "provenance-duck",
+    todo = [None if _nonempty(c) else t for c, t in zip(chunks, tmp, strict=True)]
+    write = functools.partial(
+        write_provenance,
+        work=area.work / "provenance-duck",
         threads=threads,
         memory_mib=cfg.compile.memory_mib,
     )
+    write(inputs, decisions, todo)
     for written, chunk in zip(todo, chunks, strict=True):
         if written is not None:
-            os.replace(written, chunk)  # whole files only: a killed build leaves no half chunk
+            with contextlib.suppress(FileNotFoundError):  # (pruned by another build: below)
+                _fsync(written)
+                os.replace(written, chunk)  # whole files only: a killed build leaves none
     with out.open("wb") as fh:
-        for chunk in chunks:
-            with chunk.open("rb") as src:
+        for p, chunk in enumerate(chunks):
+            try:
+                src = chunk.open("rb")
+            except FileNotFoundError:  # removed since (another build pruning the cache)
+                again = area.work / "provenance-again.jsonl.zst"
+                write([inputs[p]], [decisions[p]], [again])
+                src = again.open("rb")
+            with src:
                 shutil.copyfileobj(src, fh, 1 << 20)
+
+
+def _nonempty(path: Path) -> bool:
+    """A reusable provenance file: there, and not cut to nothing (even an empty partition's
+    file holds a zstd frame)."""
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
 
 
 def _decision_bytes(codes: np.ndarray) -> bytes:

@@ -81,9 +81,12 @@ def test_materialize_publishes_a_verified_dataset_and_leaves_no_local_copies(bui
 
     staging = tmp / ".local" / "staging"
     assert not list((staging / "runs").glob("*"))  # work folders, staged shards: all gone
-    # what stays is this machine's cache of the build's partition intermediates
+    # what stays is this machine's cache: the build's partition intermediates, the shared LSH
+    # keys the next build's dedup stage may start from, each partition's provenance
     assert {p.relative_to(staging).parts[:2] for p in staging.rglob("*") if p.is_file()} == {
-        ("cache", "partitions")
+        ("cache", "partitions"),
+        ("cache", "clustering"),
+        ("cache", "provenance"),
     }
 
     c = manifest.counts
