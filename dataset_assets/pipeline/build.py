@@ -254,15 +254,22 @@ def prune_local_cache(cfg: DatasetConfig, result: CompileResult) -> None:
     area = work_area(cfg, result.run_id, "compile")
     if area.cache is None:
         return
-    used = {p.digest for p in result.partitions}
-    folder = area.cache / "partitions"
+    parts = result.partitions
+    _keep_only(area.cache / "partitions", {p.digest for p in parts})
+    _keep_only(
+        area.cache / PROVENANCE_FOLDER,
+        {provenance_chunk_name(p.digest, p.decisions_sha256) for p in parts},
+    )
+
+
+def _keep_only(folder: Path, names: set[str]) -> None:
+    """Remove every file and folder in ``folder`` not named in ``names``."""
     for path in folder.iterdir() if folder.exists() else []:
-        if path.name not in used:
+        if path.name in names:
+            continue
+        if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
-    chunks = {provenance_chunk_name(p.digest, p.decisions_sha256) for p in result.partitions}
-    folder = area.cache / PROVENANCE_FOLDER
-    for path in folder.iterdir() if folder.exists() else []:
-        if path.name not in chunks:
+        else:
             path.unlink(missing_ok=True)
 
 

@@ -63,6 +63,7 @@ from dataset_assets.core.partition import (
 from dataset_assets.core.ranges import ByteRange, open_range, plan_ranges
 from dataset_assets.core.sources import SourceRef, source_format
 from dataset_assets.core.staged import StagedFile
+from dataset_assets.pipeline.commit import write_local_copy
 from dataset_assets.pipeline.entries import file_entry
 from dataset_assets.pipeline.known_keys import find_known_keys, keep_keys
 from dataset_assets.pipeline.sources import list_sources, open_source
@@ -394,7 +395,7 @@ def _publish_partition(
     when they are not shared, mark them complete in the local cache."""
     body = orjson.dumps(summary.__dict__)
     if not task.share:
-        _write_marker(task.out / LOCAL_SUMMARY_NAME, body)
+        write_local_copy(task.out / LOCAL_SUMMARY_NAME, body)
         return summary
     prefix = task.cfg.prefix
     with Publisher(store, max_in_flight=len(PARTITION_FILES), journal=task.journal) as publisher:
@@ -406,7 +407,7 @@ def _publish_partition(
     # summary.json last: its presence means the partition's intermediates are all in S3.
     store.put_bytes(cache_partition_key(prefix, task.digest, SUMMARY_NAME), body)
     if task.keep_local:
-        _write_marker(task.out / SUMMARY_NAME, body)
+        write_local_copy(task.out / SUMMARY_NAME, body)
         (task.out / LOCAL_SUMMARY_NAME).unlink(missing_ok=True)
     else:
         shutil.rmtree(task.out, ignore_errors=True)
@@ -493,13 +494,6 @@ def _stage1(
         raise
     finally:
         uploads.shutdown(wait=True, cancel_futures=True)
-
-
-def _write_marker(path: Path, body: bytes) -> None:
-    """A summary file, whole or not at all (a crash leaves no truncated marker)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(body)
-    os.replace(tmp, path)
 
 
 def _read_summary(path: Path) -> PartitionSummary | None:
@@ -825,8 +819,6 @@ def _dedup_and_publish(
 
 PROVENANCE_FOLDER = "provenance"
 """Per-partition provenance files, in the local cache (else the step's work folder)."""
-
-
 PROVENANCE_FORMAT = 1
 """Bump when a provenance row changes: cached per-partition files of another format are not
 reused (their names differ)."""
